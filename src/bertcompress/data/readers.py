@@ -1,0 +1,169 @@
+"""Read labelled text tables (CSV, TSV, XLSX) with errors that name the file, row and column.
+
+Row numbers in messages are 0-based data rows (the pandas index; the header is not counted),
+the convention of ``../shared/data/*/SOURCE.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "BERTCOMPRESS_DATA_DIR"
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, the row or column, and what to do."""
+
+
+@dataclass
+class CleaningReport:
+    """What :func:`clean_frame` dropped or cast, with the first affected rows."""
+
+    file: str
+    n_in: int = 0
+    empty_dropped: list[int] = field(default_factory=list)
+    non_string_cast: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "rows_in": self.n_in,
+            "empty_dropped": len(self.empty_dropped),
+            "non_string_cast": len(self.non_string_cast),
+        }
+
+
+def missing_file_error(path: Path, upstream: str | None = None) -> FileNotFoundError:
+    msg = (
+        f"Data file not found: {path}. Set the env var {DATA_DIR_ENV} to the folder that holds the "
+        f"corpora (on the dev machines: ../shared/data), or pass data.path=/abs/path on the command line."
+    )
+    if upstream:
+        msg += f" The corpus can be downloaded from {upstream}."
+    return FileNotFoundError(msg)
+
+
+def read_table(
+    path: str | Path,
+    *,
+    sheet: str | int | None = 0,
+    sep: str | None = None,
+    header: bool = True,
+    column_names: Sequence[str] | None = None,
+    upstream: str | None = None,
+) -> pd.DataFrame:
+    """Read a CSV/TSV/XLSX file with every cell as an object (no type coercion).
+
+    Args:
+        path: the file; ``.xlsx``/``.xls`` read with openpyxl, ``.tsv`` tab-separated with
+            quoting off, anything else as CSV (``sep`` overrides the delimiter).
+        sheet: the xlsx sheet name or index.
+        header: whether the first line holds column names; if not, ``column_names`` names them.
+        upstream: the corpus URL, quoted in the error when the file is missing.
+
+    Raises:
+        FileNotFoundError: naming the path, ``BERTCOMPRESS_DATA_DIR`` and the upstream URL.
+        DataError: when the file is empty or cannot be parsed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise missing_file_error(path, upstream)
+    suffix = path.suffix.lower()
+    names = list(column_names) if column_names is not None else None
+    try:
+        if suffix in {".xlsx", ".xls", ".xlsm"}:
+            df = pd.read_excel(path, sheet_name=sheet, dtype=object, header=0 if header else None, names=names)
+        else:
+            if sep is None:
+                sep = "\t" if suffix == ".tsv" else ","
+            quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+            df = pd.read_csv(
+                path,
+                sep=sep,
+                dtype=object,
+                header=0 if header else None,
+                names=names,
+                quoting=quoting,
+                keep_default_na=False,
+                na_values=[""],
+            )
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: the file is empty; expected a header and labelled rows.") from e
+    except (pd.errors.ParserError, ValueError) as e:
+        raise DataError(f"{path}: could not parse the file ({e}). Check the delimiter (data.sep) and quoting.") from e
+    if len(df) == 0:
+        raise DataError(f"{path}: the file has no data rows.")
+    return df
+
+
+def check_columns(df: pd.DataFrame, path: str | Path, required: Sequence[str]) -> None:
+    """Raise :class:`DataError` listing the columns found when any of ``required`` is missing."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}. Columns found: {[str(c) for c in df.columns]}. "
+            f"Set data.text_column / data.label_column to the right names."
+        )
+
+
+def clean_frame(
+    df: pd.DataFrame,
+    path: str | Path,
+    text_column: str,
+    label_column: str,
+    labels: Sequence[str] | None,
+) -> tuple[pd.DataFrame, CleaningReport]:
+    """Return a frame with columns ``text`` (str), ``label`` (str) and ``row`` (original 0-based row).
+
+    - empty cells (NaN or blank text/label) are dropped, counted and warned about;
+    - non-string cells (e.g. a text cell holding the integer 1) are cast to ``str``, counted and warned about;
+    - labels are stripped of surrounding whitespace.
+
+    Raises:
+        DataError: for missing columns (listing those found) or labels outside ``labels``
+            (listing the unknown labels and their first rows).
+    """
+    check_columns(df, path, [text_column, label_column])
+    report = CleaningReport(file=str(path), n_in=len(df))
+    out = pd.DataFrame({"text": df[text_column], "label": df[label_column], "row": df.index.astype(int)})
+
+    def _is_empty(v) -> bool:
+        return v is None or (isinstance(v, float) and pd.isna(v)) or (isinstance(v, str) and not v.strip())
+
+    empty = out["text"].map(_is_empty) | out["label"].map(_is_empty)
+    report.empty_dropped = out.loc[empty, "row"].tolist()
+    out = out.loc[~empty]
+    non_str = ~out["text"].map(lambda v: isinstance(v, str))
+    report.non_string_cast = out.loc[non_str, "row"].tolist()
+    out = out.assign(text=out["text"].map(str), label=out["label"].map(lambda v: str(v).strip()))
+    if report.empty_dropped:
+        log.warning(
+            "%s: dropped %d row(s) with an empty text or label cell (first rows: %s)",
+            path,
+            len(report.empty_dropped),
+            report.empty_dropped[:10],
+        )
+    if report.non_string_cast:
+        log.warning(
+            "%s: cast %d non-string text cell(s) to str (first rows: %s)",
+            path,
+            len(report.non_string_cast),
+            report.non_string_cast[:10],
+        )
+    if labels is not None:
+        unknown = sorted(set(out["label"]) - set(labels))
+        if unknown:
+            rows = out.loc[out["label"].isin(unknown), "row"].tolist()[:10]
+            raise DataError(
+                f"{path}: unknown label(s) {unknown} in column {label_column!r} (first rows: {rows}). "
+                f"Expected one of {list(labels)}; fix the file or set data.labels."
+            )
+    return out.reset_index(drop=True), report

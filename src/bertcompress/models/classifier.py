@@ -1,0 +1,158 @@
+"""LightningModules for text classification: a shared base and the teacher fine-tuning module."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+
+def _metric_set(num_labels: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_labels, average="micro"),
+            "macro_f1": MulticlassF1Score(num_labels, average="macro"),
+            "f1_per_class": MulticlassF1Score(num_labels, average=None),
+        },
+        prefix=prefix,
+    )
+
+
+class ClassifierModule(L.LightningModule):
+    """Base: metrics, validation/test loops and optimizer wiring for any ``batch -> logits`` model.
+
+    Subclasses implement :meth:`forward` (batch dict -> logits ``(B, num_labels)``) and
+    :meth:`training_step`. Logged: ``val/loss``, ``val/acc``, ``val/macro_f1`` and ``val/f1_<label>``
+    (likewise ``test/*``); accuracy and F1 as fractions in [0, 1].
+
+    After ``trainer.test``, :attr:`test_outputs` holds ``ids``, ``logits`` (N, C) and ``labels`` (N,).
+    """
+
+    def __init__(self, label_names: Sequence[str], optimizer: Callable | None = None, warmup_ratio: float = 0.1):
+        super().__init__()
+        self.label_names = list(label_names)
+        self.num_labels = len(self.label_names)
+        self.optimizer_factory = optimizer
+        self.warmup_ratio = warmup_ratio
+        self.val_metrics = _metric_set(self.num_labels, "val/")
+        self.test_metrics = _metric_set(self.num_labels, "test/")
+        self.test_outputs: dict[str, torch.Tensor] = {}
+        self._test_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    # ---- evaluation ---------------------------------------------------------------------
+    def _eval_step(self, batch: dict, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        logits = self(batch)
+        loss = nn.functional.cross_entropy(logits, batch["labels"])
+        metrics.update(logits, batch["labels"])
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(logits))
+        return logits
+
+    def _log_metrics(self, metrics: MetricCollection, stage: str) -> None:
+        values = metrics.compute()
+        per_class = values.pop(f"{stage}/f1_per_class")
+        self.log_dict(values, prog_bar=True)
+        for name, value in zip(self.label_names, per_class, strict=True):
+            self.log(f"{stage}/f1_{name}", value)
+        metrics.reset()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+
+    def on_test_epoch_start(self) -> None:
+        self._test_buffer = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self._eval_step(batch, self.test_metrics, "test")
+        self._test_buffer.append((batch["id"].detach().cpu(), logits.detach().float().cpu(), batch["labels"].cpu()))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+        ids, logits, labels = zip(*self._test_buffer, strict=True)
+        self.test_outputs = {"ids": torch.cat(ids), "logits": torch.cat(logits), "labels": torch.cat(labels)}
+
+    # ---- optimisation -------------------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """AdamW groups: no weight decay on biases and LayerNorm weights."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ValueError("No optimizer configured: set model.optimizer (a _partial_ torch.optim class).")
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        from transformers import get_linear_schedule_with_warmup
+
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class TeacherFinetune(ClassifierModule):
+    """Fine-tune ``AutoModelForSequenceClassification`` from a local HF dir (Devlin et al. 2019).
+
+    Args:
+        model_dir: a local HF directory (see :func:`bertcompress.models.resolver.resolve_model`);
+            a base encoder gets a freshly initialised classification head.
+        label_names: class names in id order; saved into the HF config (``id2label``).
+        optimizer: a ``_partial_`` optimizer (AdamW) called with parameter groups.
+        warmup_ratio: fraction of the training steps with linear LR warm-up; then linear decay.
+        freeze_word_embeddings: keep the input word-embedding matrix fixed (saves most of the
+            optimizer state and step time for large-vocabulary models such as multilingual-e5).
+        dropout: optional override of the classifier dropout.
+
+    Input batches: ``input_ids``/``attention_mask`` (B, T); output logits (B, num_labels).
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        label_names: Sequence[str],
+        optimizer: Callable | None = None,
+        warmup_ratio: float = 0.1,
+        freeze_word_embeddings: bool = False,
+        dropout: float | None = None,
+    ):
+        super().__init__(label_names, optimizer, warmup_ratio)
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = AutoConfig.from_pretrained(model_dir)
+        config.num_labels = self.num_labels
+        config.id2label = dict(enumerate(self.label_names))
+        config.label2id = {name: i for i, name in enumerate(self.label_names)}
+        if dropout is not None:
+            config.classifier_dropout = dropout
+        existing = getattr(AutoConfig.from_pretrained(model_dir), "id2label", None)
+        ignore = existing is None or len(existing) != self.num_labels
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, config=config, ignore_mismatched_sizes=ignore
+        )
+        self.model.train()  # from_pretrained returns eval mode; Lightning keeps a module's mode as found
+        if freeze_word_embeddings:
+            self.model.get_input_embeddings().weight.requires_grad_(False)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch)
+        loss = nn.functional.cross_entropy(logits, batch["labels"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def save_pretrained(self, out_dir: str | Path, tokenizer=None) -> None:
+        """Save the HF model (and tokenizer) with ``save_pretrained`` into ``out_dir``."""
+        self.model.save_pretrained(out_dir)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,223 @@
+"""The main job: get a fine-tuned teacher (from the cache, or by fine-tuning it), test it, write results.
+
+``train.py`` composes the config and calls :func:`run`. Later stages (distillation, compression)
+plug in after :func:`get_teacher`, which returns the fine-tuned teacher and its data encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bertcompress.benchmark.machine import machine_info
+from bertcompress.benchmark.params import count_parameters
+from bertcompress.data.datamodule import ClassificationDataModule, TextEncoder
+from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.metrics import classification_metrics
+from bertcompress.models.classifier import TeacherFinetune
+from bertcompress.models.resolver import model_source, resolve_model
+from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
+from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+
+log = logging.getLogger(__name__)
+
+META_FILE = "bertcompress_teacher.json"
+
+
+@dataclass
+class TeacherResult:
+    """A fine-tuned teacher ready for testing, distillation or compression."""
+
+    module: TeacherFinetune
+    encoder: TextEncoder
+    cache_dir: Path
+    cache_hit: bool
+    train_time_s: float
+    meta: dict
+
+
+def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
+    """Everything that changes the fine-tuned weights: teacher, source, data, split, seed, hyper-params."""
+    teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_keys = (
+        "max_epochs",
+        "min_epochs",
+        "precision",
+        "gradient_clip_val",
+        "fast_dev_run",
+        "limit_train_batches",
+        "limit_val_batches",
+        "overfit_batches",
+        "accumulate_grad_batches",
+    )
+    callbacks = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
+    stopping = callbacks.get("early_stopping") or {}
+    return {
+        "teacher": teacher,
+        "source": model_source(cfg.teacher.hub_id),
+        "data": dm.fingerprint(),
+        "max_length": dm.max_length,
+        "batch_size": dm.batch_size,
+        "seed": cfg.seed,
+        "trainer": {k: trainer.get(k) for k in trainer_keys},
+        "early_stopping": {k: stopping.get(k) for k in ("monitor", "patience", "mode", "min_delta")},
+    }
+
+
+def teacher_cache_path(cfg: DictConfig, key: dict) -> Path:
+    return Path(cfg.paths.cache_dir) / "teachers" / f"{cfg.teacher.name}-{stable_hash(key)}"
+
+
+def _best_state(trainer: L.Trainer) -> str | None:
+    ckpt = getattr(trainer, "checkpoint_callback", None)
+    path = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
+    return path or None
+
+
+def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) -> TeacherResult:
+    """Return the fine-tuned teacher: from ``${paths.cache_dir}/teachers/<name>-<key>`` or by fine-tuning.
+
+    Fine-tuning uses early stopping on ``val/macro_f1`` and restores the best checkpoint, then
+    saves the model with ``save_pretrained`` (atomically) into the cache dir with a meta file.
+    """
+    base_dir = resolve_model(cfg.teacher.hub_id, cache_dir=cfg.paths.cache_dir)
+    key = teacher_cache_key(cfg, dm)
+    cache_dir = teacher_cache_path(cfg, key)
+    hit = cfg.get("use_teacher_cache", True) and (cache_dir / META_FILE).is_file()
+    model_dir = cache_dir if hit else base_dir
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    encoder = TextEncoder(tokenizer, dm.max_length, get_text_normalizer(cfg.teacher.get("text_normalizer")))
+    dm.set_encoder(encoder)
+    module = hydra.utils.instantiate(cfg.teacher.module, model_dir=str(model_dir), label_names=dm.labels)
+    if hit:
+        meta = OmegaConf.to_container(OmegaConf.load(cache_dir / META_FILE))
+        if meta.get("label_names") != list(dm.labels):
+            raise ValueError(
+                f"Cached teacher {cache_dir} has labels {meta.get('label_names')}, data has {dm.labels}; "
+                "delete the cache dir or fix data.labels."
+            )
+        log.info("Teacher cache hit: %s (trained %.0f s)", cache_dir, meta.get("train_time_s", 0))
+        return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
+
+    log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    if not loggers:  # LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    train_time = time.perf_counter() - start
+    best = _best_state(trainer)
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        log.info("Restored best checkpoint %s", best)
+    meta = {
+        "teacher": cfg.teacher.name,
+        "hub_id": cfg.teacher.hub_id,
+        "base_dir": str(base_dir),
+        "label_names": list(dm.labels),
+        "key": key,
+        "train_time_s": train_time,
+        "epochs_run": trainer.current_epoch,
+        "best_checkpoint": best,
+        "best_val_macro_f1": _metric(
+            trainer, "val/macro_f1", getattr(trainer.checkpoint_callback, "best_model_score", None)
+        ),
+    }
+    with atomic_dir(cache_dir) as tmp:
+        module.save_pretrained(tmp, tokenizer)
+        atomic_write_json(tmp / META_FILE, meta)
+    log.info("Saved fine-tuned teacher to %s", cache_dir)
+    return TeacherResult(module, encoder, cache_dir, False, train_time, meta)
+
+
+def _metric(trainer: L.Trainer, name: str, best=None) -> float | None:
+    value = best if best is not None else trainer.callback_metrics.get(name)
+    return float(value) if value is not None else None
+
+
+def evaluate(module: TeacherFinetune, dm: ClassificationDataModule, cfg: DictConfig, loggers: list) -> dict:
+    """Test ``module`` on the test split with a Lightning trainer; returns sklearn metrics + timing."""
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("max_epochs", None)
+    trainer: L.Trainer = hydra.utils.instantiate(trainer_cfg, logger=loggers or False, callbacks=[])
+    start = time.perf_counter()
+    trainer.test(module, datamodule=dm, verbose=False)
+    elapsed = time.perf_counter() - start
+    out = module.test_outputs
+    preds = out["logits"].argmax(-1).tolist()
+    metrics = classification_metrics(out["labels"].tolist(), preds, dm.labels)
+    metrics["test_time_s"] = elapsed
+    return metrics
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run the configured job and write ``results.json`` atomically into the run dir.
+
+    Returns:
+        The results dict (also written to ``${paths.output_dir}/results.json``).
+    """
+    start = time.perf_counter()
+    torch.set_num_threads(int(cfg.hardware.threads))
+    L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    dm: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
+    dm.setup()
+    loggers = instantiate_loggers(cfg.get("logger"))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
+    try:
+        teacher = get_teacher(cfg, dm, loggers)
+        test = evaluate(teacher.module, dm, cfg, loggers)
+        results = {
+            "status": "finished",
+            "run_name": cfg.run_name,
+            "task": "classification",
+            "final_model": "teacher",
+            "accuracy": test["accuracy"],
+            "macro_f1": test["macro_f1"],
+            "params": count_parameters(teacher.module.model)["total"],
+            "teacher": {
+                "name": cfg.teacher.name,
+                "hub_id": cfg.teacher.hub_id,
+                "model_dir": str(teacher.cache_dir),
+                "cache_hit": teacher.cache_hit,
+                "train_time_s": teacher.train_time_s,
+                "best_val_macro_f1": teacher.meta.get("best_val_macro_f1"),
+                "params": count_parameters(teacher.module.model),
+                "test": test,
+            },
+            "data": dm.summary(),
+            "machine": machine_info(),
+            "wall_time_s": time.perf_counter() - start,
+            "config": resolved,
+        }
+        atomic_write_json(out_dir / "results.json", results)
+        log.info(
+            "test accuracy %.2f%%, macro-F1 %.2f -> %s", test["accuracy"], test["macro_f1"], out_dir / "results.json"
+        )
+        for lg in loggers:
+            if type(lg).__name__ == "WandbLogger":
+                lg.experiment.summary.update(
+                    {
+                        "test/accuracy": test["accuracy"],
+                        "test/macro_f1_pct": test["macro_f1"],
+                        "teacher/cache_hit": teacher.cache_hit,
+                    }
+                )
+        return results
+    finally:
+        finish_loggers(loggers)

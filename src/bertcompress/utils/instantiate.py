@@ -1,0 +1,74 @@
+"""Instantiate loggers and callbacks from Hydra config groups (lightning-hydra-template style)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def wandb_has_credentials() -> bool:
+    """True when W&B can log in without a prompt: ``WANDB_API_KEY`` or a netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def prepare_wandb_env() -> str:
+    """Choose the W&B mode before any run starts, so that no prompt or crash can happen.
+
+    ``WANDB_MODE`` is respected when set; otherwise it becomes ``offline`` when no credentials
+    are found. Returns the mode in force.
+    """
+    if not os.environ.get("WANDB_MODE") and not wandb_has_credentials():
+        os.environ["WANDB_MODE"] = "offline"
+        log.info("No WANDB_API_KEY found: W&B runs offline (sync later with `wandb sync`).")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return os.environ.get("WANDB_MODE", "online")
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list:
+    """One logger per entry with a ``_target_``; an empty/None group gives no logger."""
+    loggers = []
+    if not cfg:
+        return loggers
+    for name, conf in cfg.items():
+        if conf is None or "_target_" not in conf:
+            continue
+        if "Wandb" in conf._target_:
+            prepare_wandb_env()
+        log.info("Instantiating logger %s <%s>", name, conf._target_)
+        loggers.append(hydra.utils.instantiate(conf))
+    return loggers
+
+
+def instantiate_callbacks(cfg: DictConfig | None) -> list:
+    """One callback per entry with a ``_target_``."""
+    callbacks = []
+    if not cfg:
+        return callbacks
+    for name, conf in cfg.items():
+        if conf is None or "_target_" not in conf:
+            continue
+        log.info("Instantiating callback %s <%s>", name, conf._target_)
+        callbacks.append(hydra.utils.instantiate(conf))
+    return callbacks
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B runs so that each multirun job is its own run."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()

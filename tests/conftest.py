@@ -1,0 +1,134 @@
+"""Shared fixtures: tiny BERT/ELECTRA models built from a config, a tokenizer trained on real UBMEC
+text, and Hydra config composition pointed at temp dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+DATA_DIR = Path(os.environ.get("BERTCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+UBMEC = DATA_DIR / "ubmec" / "ubmec.xlsx"
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+requires_ubmec = pytest.mark.skipif(
+    not UBMEC.is_file(), reason=f"UBMEC not found at {UBMEC}; set BERTCOMPRESS_DATA_DIR"
+)
+
+
+@pytest.fixture(scope="session")
+def ubmec_texts() -> list[str]:
+    import pandas as pd
+
+    if not UBMEC.is_file():
+        pytest.skip(f"UBMEC not found at {UBMEC}")
+    return pd.read_excel(UBMEC, dtype={"text": str})["text"].tolist()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory, ubmec_texts) -> Path:
+    """A WordPiece tokenizer (vocab ~800) trained on 2,000 real UBMEC texts, saved as an HF fast tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator(ubmec_texts[:2000], trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=512,
+    )
+    out = tmp_path_factory.mktemp("tiny_tok")
+    fast.save_pretrained(out)
+    return out
+
+
+def _save_tiny(kind: str, tokenizer_dir: Path, out: Path) -> Path:
+    from transformers import AutoTokenizer, BertConfig, BertModel, ElectraConfig, ElectraModel
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    common = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+    )
+    if kind == "bert":
+        model = BertModel(BertConfig(**common))
+    else:
+        model = ElectraModel(ElectraConfig(embedding_size=32, **common))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """A random 2-layer, 32-hidden BertModel + tokenizer saved to a temp dir (loaded via from_pretrained)."""
+    return _save_tiny("bert", tiny_tokenizer_dir, tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_electra_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    """A random 2-layer ELECTRA discriminator encoder + tokenizer saved to a temp dir."""
+    return _save_tiny("electra", tiny_tokenizer_dir, tmp_path_factory.mktemp("tiny_electra"))
+
+
+def compose(overrides: list[str], tmp_path: Path | None = None):
+    """Compose ``conf/train.yaml`` with ``overrides``, paths pointed at ``tmp_path`` (and HydraConfig set)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    base = [f"paths.root_dir={ROOT}", f"paths.data_dir={DATA_DIR}"]
+    if tmp_path is not None:
+        base += [
+            f"paths.output_dir={tmp_path / 'run'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=base + list(overrides), return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+    from omegaconf import open_dict
+
+    with open_dict(cfg):
+        del cfg["hydra"]  # as under @hydra.main, the job config has no hydra node
+    return cfg
+
+
+@pytest.fixture
+def tiny_run_overrides(tiny_bert_dir) -> list[str]:
+    """Overrides for a seconds-long real run: tiny BERT teacher on a tiny real UBMEC slice."""
+    return [
+        f"teacher.hub_id={tiny_bert_dir}",
+        "teacher.name=tiny_bert",
+        "teacher.epochs=1",
+        "teacher.module.freeze_word_embeddings=false",
+        "data.limit_train=64",
+        "data.limit_val=32",
+        "data.limit_test=48",
+        "data.max_length=32",
+        "data.batch_size=16",
+        "logger=csv",
+        "callbacks.rich_progress_bar=null",
+    ]

@@ -1,0 +1,70 @@
+"""Every option of every config group composes and resolves."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import CONF_DIR, compose
+
+GROUPS = [
+    "data",
+    "teacher",
+    "student",
+    "compression",
+    "hardware",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "experiment",
+    "debug",
+]
+
+
+def _options():
+    for group in GROUPS:
+        files = sorted((CONF_DIR / group).glob("*.yaml"))
+        assert files, f"config group {group}/ is empty"
+        for f in files:
+            yield group, f.stem
+
+
+@pytest.mark.parametrize(("group", "option"), list(_options()))
+def test_every_option_composes(group, option, tmp_path):
+    overrides = [] if group == "hydra" else [f"{group}={option}"]
+    if group == "data" and option == "csv":
+        overrides.append("data.train_file=/some/file.csv")
+    cfg = compose(overrides, tmp_path)
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert container["data"]["_target_"].startswith("bertcompress.data")
+    assert container["teacher"]["module"]["_target_"].endswith("TeacherFinetune")
+    assert container["trainer"]["max_epochs"] >= 1
+
+
+def test_defaults_are_the_offline_cpu_job(tmp_path):
+    cfg = compose([], tmp_path)
+    assert cfg.teacher.name == "me5_small" and cfg.data.name == "ubmec" and cfg.hardware.name == "cpu"
+    assert cfg.trainer.precision == "32-true" and cfg.trainer.accelerator == "cpu"
+    assert cfg.callbacks.early_stopping.monitor == "val/macro_f1" and cfg.callbacks.early_stopping.patience == 3
+
+
+def test_p100_is_the_papers_setting(tmp_path):
+    cfg = compose(["hardware=p100"], tmp_path)
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "16-mixed" and cfg.data.batch_size == 8
+
+
+def test_banglabert_uses_its_normalizer(tmp_path):
+    from bertcompress.data.normalize import get_text_normalizer
+
+    cfg = compose(["teacher=banglabert"], tmp_path)
+    assert cfg.teacher.hub_id == "csebuetnlp/banglabert"
+    norm = get_text_normalizer(cfg.teacher.text_normalizer)
+    assert norm("আমি  ভালো") == "আমি ভালো"
+
+
+def test_unknown_normalizer_is_rejected():
+    from bertcompress.data.normalize import get_text_normalizer
+
+    with pytest.raises(ValueError, match="Unknown text normalizer 'nfkd'"):
+        get_text_normalizer("nfkd")

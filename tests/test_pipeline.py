@@ -1,0 +1,74 @@
+"""End to end on tiny models and a tiny real UBMEC slice: fit, test, results.json, cache reuse, W&B offline."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import pytest
+
+from bertcompress.pipeline import run
+from tests.conftest import compose, requires_ubmec
+
+pytestmark = requires_ubmec
+
+
+def test_fast_dev_run_fit_and_test_writes_results(tmp_path, tiny_run_overrides):
+    cfg = compose([*tiny_run_overrides, "debug=fdr"], tmp_path)
+    results = run(cfg)
+    path = tmp_path / "run" / "results.json"
+    on_disk = json.loads(path.read_text())
+    assert on_disk["macro_f1"] == results["macro_f1"]
+    test = on_disk["teacher"]["test"]
+    assert test["n"] == 48  # fast_dev_run: one test batch (eval_batch_size 64 holds the whole 48-row slice)
+    assert set(test["per_class"]) == {"anger", "disgust", "fear", "joy", "sadness", "surprise"}
+    assert set(test["per_class"]["joy"]) == {"precision", "recall", "f1", "support"}
+    cm = test["confusion_matrix"]
+    assert len(cm) == 6 and sum(map(sum, cm)) == test["n"]
+    assert on_disk["params"] == on_disk["teacher"]["params"]["total"] > 0
+    assert on_disk["config"]["teacher"]["name"] == "tiny_bert"
+    assert 0 <= on_disk["accuracy"] <= 100
+    assert not list(tmp_path.glob("run/.results.json.*"))  # no temp file left behind
+
+
+def test_electra_teacher_runs(tmp_path, tiny_run_overrides, tiny_electra_dir):
+    overrides = [o for o in tiny_run_overrides if not o.startswith("teacher.hub_id")]
+    cfg = compose(
+        [*overrides, f"teacher.hub_id={tiny_electra_dir}", "teacher.name=tiny_electra", "debug=fdr"], tmp_path
+    )
+    results = run(cfg)
+    assert results["teacher"]["params"]["total"] > 0 and results["teacher"]["test"]["n"] > 0
+
+
+def test_second_run_reuses_the_cached_teacher(tmp_path, tiny_run_overrides, monkeypatch):
+    cfg = compose(tiny_run_overrides, tmp_path)
+    first = run(cfg)
+    assert first["teacher"]["cache_hit"] is False and first["teacher"]["train_time_s"] > 0
+    cache_dir = first["teacher"]["model_dir"]
+    assert (tmp_path / "cache" / "teachers").is_dir() and cache_dir.startswith(str(tmp_path / "cache" / "teachers"))
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the teacher was trained again")
+
+    monkeypatch.setattr(L.Trainer, "fit", no_fit)
+    second = run(compose(tiny_run_overrides, tmp_path))
+    assert second["teacher"]["cache_hit"] is True and second["teacher"]["model_dir"] == cache_dir
+    assert second["macro_f1"] == pytest.approx(first["macro_f1"])  # the same saved weights
+    # a changed hyper-parameter is a different teacher
+    monkeypatch.undo()
+    third = run(compose([*tiny_run_overrides, "teacher.module.optimizer.lr=1e-3"], tmp_path))
+    assert third["teacher"]["cache_hit"] is False and third["teacher"]["model_dir"] != cache_dir
+
+
+def test_wandb_offline_writes_a_run_dir(tmp_path, tiny_run_overrides, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "run"))
+    overrides = [o for o in tiny_run_overrides if o != "logger=csv"]
+    limits = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
+    run(compose([*overrides, *limits, "logger=wandb"], tmp_path))
+    runs = list((tmp_path / "run").rglob("offline-run-*"))
+    assert runs, "no W&B offline run dir was written"
+    assert list(runs[0].glob("*.wandb"))
+    assert (tmp_path / "run" / "csv").is_dir()  # the CSV logger runs beside it

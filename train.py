@@ -1,0 +1,24 @@
+"""Entry point: `python train.py [overrides]` (or `-m` for a sweep). Composes the config and runs.
+
+All the logic lives in `bertcompress.pipeline`; see `conf/train.yaml` for the config groups.
+"""
+
+from __future__ import annotations
+
+import hydra
+from dotenv import load_dotenv
+from omegaconf import DictConfig
+
+load_dotenv()  # .env: WANDB_*, HF_HOME, BERTCOMPRESS_DATA_DIR (see .env.example)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from bertcompress.pipeline import run
+
+    results = run(cfg)
+    return results.get("macro_f1")  # the value an Optuna sweep optimises
+
+
+if __name__ == "__main__":
+    main()
