@@ -9,6 +9,8 @@ import hydra
 from dotenv import load_dotenv
 from omegaconf import DictConfig
 
+import bertcompress  # noqa: F401  (registers the OmegaConf resolvers the configs use)
+
 load_dotenv()  # .env: WANDB_*, HF_HOME, BERTCOMPRESS_DATA_DIR (see .env.example)
 
 

