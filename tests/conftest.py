@@ -133,6 +133,10 @@ def tiny_run_overrides(tiny_bert_dir) -> list[str]:
         "data.batch_size=16",
         "logger=csv",
         "callbacks.rich_progress_bar=null",
+        "benchmark.n_runs=3",
+        "benchmark.warmup=1",
+        "benchmark.throughput_batches=1",
+        "benchmark.throughput_batch_size=8",
     ]
 
 

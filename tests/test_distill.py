@@ -188,8 +188,8 @@ def test_every_student_config_runs_a_fast_dev_run_distillation(student, tmp_path
     assert results["retention"]["macro_f1"] == pytest.approx(
         block["test"]["macro_f1"] / results["teacher"]["test"]["macro_f1"]
     )
-    saved = json.loads((tmp_path / "run" / "student" / "student.json").read_text())
-    assert saved["label_names"] == results["data"]["labels"]
+    manifest = json.loads((tmp_path / "run" / "artifact" / "manifest.json").read_text())
+    assert manifest["label_names"] == results["data"]["labels"] and manifest["model_name"] == student
     if student in {"teacher_6l", "teacher_truncated"}:
         assert block["params"]["total"] < results["teacher"]["params"]["total"]
 

@@ -6,6 +6,7 @@ plug in after :func:`get_teacher`, which returns the fine-tuned teacher and its 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bertcompress.benchmark.bench import benchmark
 from bertcompress.benchmark.machine import machine_info
 from bertcompress.benchmark.params import count_parameters
+from bertcompress.compression.apply import FinalModel, compress_and_save, validate_compression
+from bertcompress.compression.artifact import hf_predictor, load_artifact
 from bertcompress.data.datamodule import ClassificationDataModule, TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
 from bertcompress.distill.losses import SoftTargetLoss
@@ -27,12 +31,14 @@ from bertcompress.metrics import classification_metrics
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.models.student_builder import build_student
+from bertcompress.models.students import HFStudent
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
 from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
 
 log = logging.getLogger(__name__)
 
 META_FILE = "bertcompress_teacher.json"
+TEST_FILE = "bertcompress_teacher_test.json"
 
 
 @dataclass
@@ -152,6 +158,20 @@ def evaluate(module: TeacherFinetune, dm: ClassificationDataModule, cfg: DictCon
     return metrics
 
 
+def teacher_test_metrics(teacher: TeacherResult, dm: ClassificationDataModule, cfg: DictConfig, loggers: list) -> dict:
+    """Test the teacher once per cached checkpoint: the metrics are stored beside it and reused on a cache hit
+    (same weights, same test split: the same numbers), with ``from_cache: true``."""
+    path = teacher.cache_dir / TEST_FILE
+    if teacher.cache_hit and path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("n") == len(dm.ids("test")):
+            return {**cached, "from_cache": True}
+    test = _test_block(teacher.module, dm, cfg, loggers)
+    if cfg.get("use_teacher_cache", True) and (teacher.cache_dir / META_FILE).is_file():
+        atomic_write_json(path, test)
+    return test
+
+
 def _test_block(module, dm, cfg, loggers) -> dict:
     return evaluate(module, dm, cfg, loggers)
 
@@ -236,8 +256,7 @@ def run_student(
     dm.set_encoder(bundle.encoder)
     train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
     test = _test_block(module, dm, cfg, loggers)
-    save_student(out_dir / "student", bundle, module)
-    return {
+    return bundle, {
         "name": s.name,
         "kind": s.kind,
         "kd": bool(s.kd),
@@ -270,6 +289,44 @@ def save_student(path: Path, bundle, module: DistillStudent) -> None:
         )
 
 
+def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
+    """Prune/quantize the final model per ``cfg.compression`` and save it as the run's artifact."""
+    calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
+
+    def finetune(module, callbacks):  # the gradual pruning schedule fine-tunes as it prunes
+        p = cfg.compression.pruning
+        lit = DistillStudent(module, dm.labels, kd=False, optimizer=hydra.utils.instantiate(p.optimizer))
+        dm.set_encoder(final.encoder)
+        trainer = hydra.utils.instantiate(
+            cfg.trainer,
+            max_epochs=int(p.finetune_epochs),
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+        )
+        trainer.fit(lit, datamodule=dm)
+
+    return compress_and_save(final, cfg.compression, path, calibration, finetune)
+
+
+def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, artifact: Path, teacher: TeacherResult) -> dict:
+    """Benchmark the saved artifact, reloaded from disk, against the fp32 fine-tuned teacher."""
+    b = cfg.benchmark
+    reference = hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
+    return benchmark(
+        load_artifact(artifact, threads=int(b.threads)),
+        dm.texts("test"),
+        dm.label_ids("test"),
+        reference=reference,
+        n_runs=int(b.n_runs),
+        warmup=int(b.warmup),
+        throughput_batches=int(b.throughput_batches),
+        throughput_batch_size=int(b.throughput_batch_size),
+        threads=int(b.threads),
+        cuda=bool(b.get("cuda", False)),
+    )
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the configured job and write ``results.json`` atomically into the run dir.
 
@@ -288,6 +345,7 @@ def run(cfg: DictConfig) -> dict:
     has_student = cfg.student.get("name", "none") != "none"
     if has_student:
         soft_target_loss(cfg)  # fail fast on a bad T or alpha
+    validate_compression(cfg.compression)
 
     dm: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     dm.setup()
@@ -297,7 +355,7 @@ def run(cfg: DictConfig) -> dict:
         lg.log_hyperparams(resolved)
     try:
         teacher = get_teacher(cfg, dm, loggers)
-        teacher_test = _test_block(teacher.module, dm, cfg, [] if has_student else loggers)
+        teacher_test = teacher_test_metrics(teacher, dm, cfg, [] if has_student else loggers)
         results = {
             "status": "finished",
             "run_name": cfg.run_name,
@@ -314,18 +372,51 @@ def run(cfg: DictConfig) -> dict:
                 "test": teacher_test,
             },
         }
-        final = results["teacher"]
+        final_block = results["teacher"]
+        final = FinalModel(
+            cfg.teacher.name,
+            HFStudent(teacher.module.model),
+            teacher.encoder,
+            list(dm.labels),
+            cfg.teacher.get("text_normalizer"),
+            hf_model=teacher.module.model,
+        )
         if has_student:
-            results["student"] = final = run_student(cfg, dm, teacher, loggers, out_dir)
+            bundle, results["student"] = run_student(cfg, dm, teacher, loggers)
+            final_block = results["student"]
             results["final_model"] = "student"
-            results["retention"] = {
-                "macro_f1": final["test"]["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
-                "accuracy": final["test"]["accuracy"] / max(teacher_test["accuracy"], 1e-9),
-            }
+            final = FinalModel(
+                cfg.student.name,
+                bundle.module,
+                bundle.encoder,
+                list(dm.labels),
+                bundle.info.get("text_normalizer"),
+                hf_model=getattr(bundle.module, "model", None),
+            )
+        results["compression"] = compress_final(cfg, dm, final, out_dir / "artifact")
+        results["artifact"] = str(out_dir / "artifact")
+        final_test = final_block["test"]
+        if cfg.benchmark.enabled:
+            bench = run_benchmark(cfg, dm, out_dir / "artifact", teacher)
+            results["benchmark"] = bench
+            final_test = bench["test"]
+            results.update(
+                speedup=bench.get("speedup"),
+                compression_ratio=bench.get("compression_ratio"),
+                size_mb=bench["size_mb"],
+                latency_p50_ms=bench["latency_ms"]["p50"],
+                latency_p95_ms=bench["latency_ms"]["p95"],
+                throughput_seq_s=bench["throughput_seq_s"],
+            )
+        results["retention"] = {
+            "macro_f1": final_test["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
+            "accuracy": final_test["accuracy"] / max(teacher_test["accuracy"], 1e-9),
+        }
         results.update(
-            accuracy=final["test"]["accuracy"],
-            macro_f1=final["test"]["macro_f1"],
-            params=final["params"]["total"],
+            accuracy=final_test["accuracy"],
+            macro_f1=final_test["macro_f1"],
+            final_test=final_test,
+            params=final_block["params"]["total"],
             data=dm.summary(),
             machine=machine_info(),
             wall_time_s=time.perf_counter() - start,

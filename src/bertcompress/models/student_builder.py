@@ -147,6 +147,7 @@ def build_student(
         )
         module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names))
     info["params"] = count_parameters(module)
+    info["text_normalizer"] = normalizer_name
     encoder = TextEncoder(tokenizer, max_length, get_text_normalizer(normalizer_name))
     log.info("Student %s (%s): %s params", cfg.name, kind, f"{info['params']['total']:,}")
     return StudentBundle(module, encoder, info)

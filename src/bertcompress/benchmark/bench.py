@@ -1,0 +1,200 @@
+"""The efficiency benchmark used by every run and by ``bench.py``.
+
+For a model artifact (and, when given, a reference artifact: the fp32 fine-tuned teacher) it measures,
+in one process and interleaved run by run so that machine drift cancels:
+
+- parameters (total, non-zero, embedding vs the rest) and size on disk in MB (plus a zip-compressed
+  size, since masked zeros do not shrink a dense file);
+- latency p50/p95 in ms at batch 1 and throughput in sequences/s at batch 32, on the test texts
+  themselves, tokenized once outside the timing, truncated at ``max_length``, after warm-up runs;
+- accuracy and macro-F1 of the artifact reloaded from disk, on the full test set;
+- speedup (reference p50 / p50) and compression ratio (reference MB / MB);
+- the machine (CPU model and flags, threads, library versions).
+
+Latency is also measured on CUDA when a GPU is present and asked for (torch artifacts only).
+Inference-benchmark fields follow Buuri 2022 (accuracy, precision, recall, F1, total time,
+samples/s, latency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bertcompress.benchmark.machine import machine_info
+from bertcompress.benchmark.params import count_parameters
+from bertcompress.compression.artifact import Predictor
+from bertcompress.metrics import classification_metrics
+
+log = logging.getLogger(__name__)
+
+
+def file_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6
+
+
+def zipped_mb(path: Path) -> float:
+    """Size in MB of ``path`` deflate-compressed in memory (what sparsity buys on disk)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        z.write(path, arcname=path.name)
+    return buf.tell() / 1e6
+
+
+def artifact_params(predictor: Predictor) -> dict:
+    """Parameter counts of a torch artifact, or initializer element counts of an ONNX one."""
+    if predictor.module is not None:
+        counts = count_parameters(predictor.module)
+        packed = _packed_params(predictor.module)
+        if packed:  # torch.ao dynamic-quantized Linear/LSTM weights are not nn.Parameters
+            counts = {**counts, "total": counts["total"] + packed, "packed_int8": packed}
+        return counts
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(predictor.weights_file))
+    total = nonzero = 0
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.size > 1:
+            total += arr.size
+            nonzero += int(np.count_nonzero(arr))
+    return {"total": total, "nonzero": nonzero, "embedding": None, "non_embedding": None}
+
+
+def _packed_params(module: torch.nn.Module) -> int:
+    n = 0
+    for m in module.modules():
+        if (
+            hasattr(m, "weight")
+            and callable(getattr(m, "weight", None))
+            and type(m).__module__.startswith("torch.ao.nn.quantized")
+        ):
+            with contextlib.suppress(Exception):  # count what can be counted
+                n += m.weight().numel()
+    return n
+
+
+def _time(fn, batch) -> float:
+    start = time.perf_counter()
+    fn(batch)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def benchmark(
+    predictor: Predictor,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    reference: Predictor | None = None,
+    n_runs: int = 50,
+    warmup: int = 5,
+    throughput_batches: int = 8,
+    throughput_batch_size: int = 32,
+    threads: int | None = None,
+    evaluate: bool = True,
+    cuda: bool = False,
+) -> dict:
+    """Measure ``predictor`` (and ``reference`` interleaved with it) on the test texts.
+
+    Args:
+        texts / labels: the test set (labels are class ids).
+        n_runs: timed batch-1 runs (the median is p50); ``warmup`` untimed runs come first.
+        throughput_batches: timed batches of ``throughput_batch_size`` sequences.
+        threads: torch intra-op threads for the measurement (None: leave as set).
+
+    Returns:
+        A dict: ``latency_ms`` {p50, p95, mean}, ``throughput_seq_s``, ``size_mb``, ``size_zip_mb``,
+        ``params``, ``test`` metrics, Buuri-style ``inference`` totals, and, with a reference,
+        ``reference`` (the same fields) plus ``speedup`` and ``compression_ratio``.
+    """
+    if threads:
+        torch.set_num_threads(int(threads))
+    models = [predictor] + ([reference] if reference is not None else [])
+    n_single = min(n_runs + warmup, len(texts))
+    singles = [m.batches(texts[:n_single], batch_size=1) for m in models]
+    n_big = min(throughput_batches * throughput_batch_size, len(texts))
+    bigs = [m.batches(texts[:n_big], batch_size=throughput_batch_size) for m in models]
+    lat = [[] for _ in models]
+    for i in range(n_single):
+        for k, m in enumerate(models):
+            t = _time(m.logits, singles[k][i])
+            if i >= warmup:
+                lat[k].append(t)
+    thr_time = [0.0 for _ in models]
+    for k, m in enumerate(models):  # one untimed warm-up batch
+        m.logits(bigs[k][0])
+    for i in range(len(bigs[0])):
+        for k, m in enumerate(models):
+            thr_time[k] += _time(m.logits, bigs[k][i]) / 1000.0
+
+    def block(k: int, m: Predictor) -> dict:
+        lat_k = np.array(lat[k])
+        out = {
+            "latency_ms": {
+                "p50": float(np.percentile(lat_k, 50)),
+                "p95": float(np.percentile(lat_k, 95)),
+                "mean": float(lat_k.mean()),
+                "runs": len(lat_k),
+                "batch_size": 1,
+            },
+            "throughput_seq_s": n_big / thr_time[k] if thr_time[k] else None,
+            "throughput_batch_size": throughput_batch_size,
+            "size_mb": file_mb(m.weights_file),
+            "size_zip_mb": zipped_mb(m.weights_file),
+            "params": artifact_params(m),
+            "format": m.manifest.get("format"),
+            "max_length": m.encoder.max_length,
+        }
+        if evaluate:
+            start = time.perf_counter()
+            probs = m.predict_proba(texts)
+            total = time.perf_counter() - start
+            out["test"] = classification_metrics(labels, probs.argmax(-1).tolist(), m.label_names)
+            out["inference"] = {
+                "samples": len(texts),
+                "total_time_s": total,
+                "samples_per_s": len(texts) / total,
+                "latency_per_sample_ms": 1000.0 * total / len(texts),
+                "batch_size": 64,
+            }
+        return out
+
+    result = block(0, predictor)
+    if reference is not None:
+        ref = block(1, reference)
+        result["reference"] = ref
+        result["speedup"] = ref["latency_ms"]["p50"] / result["latency_ms"]["p50"]
+        result["throughput_speedup"] = (result["throughput_seq_s"] or 0) / (ref["throughput_seq_s"] or 1)
+        result["compression_ratio"] = ref["size_mb"] / result["size_mb"]
+    if cuda and torch.cuda.is_available() and predictor.module is not None:
+        result["cuda_latency_ms"] = _cuda_latency(predictor, singles[0], warmup)
+    result["machine"] = machine_info()
+    return result
+
+
+def _cuda_latency(predictor: Predictor, batches: list[dict], warmup: int) -> dict:
+    module = predictor.module.to("cuda")
+    times = []
+    with torch.inference_mode():
+        for i, b in enumerate(batches):
+            b = {k: v.cuda() for k, v in b.items()}
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            module(b)
+            torch.cuda.synchronize()
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1000)
+    module.to("cpu")
+    return {
+        "p50": float(np.percentile(times, 50)),
+        "p95": float(np.percentile(times, 95)),
+        "device": torch.cuda.get_device_name(0),
+    }

@@ -1,0 +1,99 @@
+"""Console scripts: ``bertcompress-predict`` (classify text with any saved artifact) and
+``bertcompress-bench`` (benchmark an artifact against a reference on a test file)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _read_texts(args) -> list[str]:
+    if args.text:
+        return list(args.text)
+    stream = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
+    with stream:
+        return [line.rstrip("\n") for line in stream if line.strip()]
+
+
+def predict(argv: list[str] | None = None) -> int:
+    """Classify texts from the command line, a file (one text per line) or stdin; print label and probabilities."""
+    parser = argparse.ArgumentParser(prog="bertcompress-predict", description=predict.__doc__)
+    parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
+    parser.add_argument("text", nargs="*", help="texts to classify (default: read --file or stdin)")
+    parser.add_argument("--file", "-f", help="a file with one text per line ('-' for stdin)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    import torch
+
+    from bertcompress.compression.artifact import load_artifact
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictor = load_artifact(args.artifact, threads=args.threads)
+    texts = _read_texts(args)
+    if not texts:
+        parser.error("no text given (pass texts, --file, or pipe them on stdin)")
+    probs = predictor.predict_proba(texts)
+    for text, p in zip(texts, probs, strict=True):
+        label = predictor.label_names[int(p.argmax())]
+        dist = {name: round(float(v), 4) for name, v in zip(predictor.label_names, p, strict=True)}
+        if args.json:
+            print(json.dumps({"text": text, "label": label, "probabilities": dist}, ensure_ascii=False))
+        else:
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in sorted(dist.items(), key=lambda kv: -kv[1]))
+            print(f"{label}\t{shown}\t{text}")
+    return 0
+
+
+def bench(argv: list[str] | None = None) -> int:
+    """Benchmark an artifact (optionally against a reference artifact) on a labelled test table."""
+    parser = argparse.ArgumentParser(prog="bertcompress-bench", description=bench.__doc__)
+    parser.add_argument("artifact")
+    parser.add_argument("--reference", help="a reference artifact dir (e.g. the fp32 teacher)")
+    parser.add_argument("--data", required=True, help="CSV/TSV/XLSX with text and label columns")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N rows")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", help="write the result JSON here (atomically)")
+    args = parser.parse_args(argv)
+    from bertcompress.benchmark.bench import benchmark
+    from bertcompress.compression.artifact import load_artifact
+    from bertcompress.data.readers import clean_frame, read_table
+    from bertcompress.utils.io import atomic_write_json
+
+    predictor = load_artifact(args.artifact, threads=args.threads)
+    reference = load_artifact(args.reference, threads=args.threads) if args.reference else None
+    df, _ = clean_frame(read_table(args.data), args.data, args.text_column, args.label_column, predictor.label_names)
+    if args.limit:
+        df = df.head(args.limit)
+    index = {n: i for i, n in enumerate(predictor.label_names)}
+    result = benchmark(
+        predictor,
+        df["text"].tolist(),
+        [index[x] for x in df["label"]],
+        reference,
+        n_runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+    )
+    m = result["machine"]
+    print(
+        f"machine: {m['cpu']} | {m['torch_threads']} threads | torch {m['versions']['torch']} | "
+        f"onnxruntime {m['versions']['onnxruntime']}"
+    )
+    print(
+        f"{Path(args.artifact).name}: acc {result['test']['accuracy']:.2f}  macro-F1 {result['test']['macro_f1']:.2f}  "
+        f"p50 {result['latency_ms']['p50']:.2f} ms  p95 {result['latency_ms']['p95']:.2f} ms  "
+        f"{result['throughput_seq_s']:.1f} seq/s  {result['size_mb']:.1f} MB"
+    )
+    if reference is not None:
+        print(f"speedup {result['speedup']:.2f}x  compression {result['compression_ratio']:.2f}x vs {args.reference}")
+    if args.out:
+        atomic_write_json(args.out, result)
+    return 0

@@ -1,0 +1,228 @@
+"""Loadable model artifacts: one directory with the weights, the tokenizer and a ``manifest.json``.
+
+Formats (``manifest["format"]``):
+- ``hf``: a dense transformer saved with ``save_pretrained`` (loads with plain transformers too);
+- ``torch``: a pickled ``nn.Module`` (``model.pt``, batch dict -> logits), for quantized models and
+  the static-embedding students; loading needs this package and ``torch.load(weights_only=False)``.
+  torchao-quantized models cannot be pickled whole: ``model.pt`` then holds the state dict and
+  ``skeleton.pt`` the module on the meta device, filled with ``load_state_dict(assign=True)``;
+- ``onnx``: ``model.onnx`` run with ONNX Runtime (inputs ``input_ids``, ``attention_mask``).
+
+The manifest gives label names, max_length, the text normalizer, the format and how to load it,
+plus what compression was applied.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bertcompress.data.datamodule import PadCollator, TextEncoder
+from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.utils.io import atomic_dir, atomic_write_json
+
+MANIFEST = "manifest.json"
+SKELETON = "skeleton.pt"
+WEIGHT_FILES = {"hf": "model.safetensors", "torch": "model.pt", "onnx": "model.onnx"}
+HOW_TO_LOAD = {
+    "hf": "AutoModelForSequenceClassification.from_pretrained(dir); AutoTokenizer.from_pretrained(dir)",
+    "torch": "bertcompress.compression.artifact.load_artifact(dir) (torch.load(dir/'model.pt', weights_only=False))",
+    "onnx": "onnxruntime.InferenceSession(dir/'model.onnx') with input_ids and attention_mask (int64)",
+}
+
+
+def meta_skeleton(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose parameters live on the meta device (no storage); buffers stay real,
+    since non-persistent ones (e.g. BERT's position_ids) are not in the state dict."""
+    import copy
+
+    skeleton = copy.deepcopy(module)
+    for sub in skeleton.modules():
+        for name, p in list(sub._parameters.items()):
+            if p is not None:
+                sub._parameters[name] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+    return skeleton
+
+
+class _HFLogits(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def save_artifact(
+    path: str | Path,
+    fmt: str,
+    tokenizer,
+    label_names: Sequence[str],
+    max_length: int,
+    normalizer: str | None = None,
+    module: nn.Module | None = None,
+    hf_model=None,
+    onnx_file: str | Path | None = None,
+    extra: dict | None = None,
+    skeleton: nn.Module | None = None,
+) -> Path:
+    """Write an artifact dir atomically. Give ``hf_model`` for ``hf``, ``module`` for ``torch``, ``onnx_file`` for ``onnx``.
+
+    ``skeleton`` (torch format): the module's architecture on the meta device; the weights are then
+    saved as a state dict (needed for torchao tensor subclasses).
+
+    Raises:
+        ValueError: for an unknown format or a missing model for it.
+    """
+    if fmt not in WEIGHT_FILES:
+        raise ValueError(f"artifact format {fmt!r}: expected one of {list(WEIGHT_FILES)}")
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        if fmt == "hf":
+            if hf_model is None:
+                raise ValueError("format 'hf' needs hf_model")
+            hf_model.save_pretrained(tmp)
+        elif fmt == "torch":
+            if module is None:
+                raise ValueError("format 'torch' needs module")
+            if skeleton is not None:
+                torch.save(module.state_dict(), tmp / WEIGHT_FILES["torch"])
+                torch.save(skeleton, tmp / SKELETON)
+            else:
+                torch.save(module, tmp / WEIGHT_FILES["torch"])
+        else:
+            if onnx_file is None:
+                raise ValueError("format 'onnx' needs onnx_file")
+            import shutil
+
+            shutil.copyfile(onnx_file, tmp / WEIGHT_FILES["onnx"])
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(
+            tmp / MANIFEST,
+            {
+                "format": fmt,
+                "weights": WEIGHT_FILES[fmt],
+                "label_names": list(label_names),
+                "max_length": max_length,
+                "text_normalizer": normalizer,
+                "tokenizer": ".",
+                "how_to_load": HOW_TO_LOAD[fmt],
+                **(extra or {}),
+            },
+        )
+    return path
+
+
+@dataclass
+class Predictor:
+    """A loaded artifact: tokenizes with its own tokenizer and runs its model on CPU.
+
+    ``logits(batch)``: batch dict of (B, T) int64 tensors -> (B, C) float32 numpy.
+    """
+
+    path: Path
+    manifest: dict
+    encoder: TextEncoder
+    module: nn.Module | None = None
+    session: object | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.manifest["label_names"]
+
+    @property
+    def weights_file(self) -> Path:
+        return self.path / self.manifest["weights"]
+
+    def logits(self, batch: dict) -> np.ndarray:
+        if self.session is not None:
+            feeds = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()}
+            return self.session.run(["logits"], feeds)[0]
+        with torch.inference_mode():
+            return self.module(batch).float().numpy()
+
+    def batches(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
+        """Tokenize once and pad per batch (dynamic padding): the inputs of timed runs."""
+        ids = self.encoder(list(texts))
+        collate = PadCollator(self.encoder.tokenizer)
+        out = []
+        for i in range(0, len(ids), batch_size):
+            b = collate([{"input_ids": x} for x in ids[i : i + batch_size]])
+            out.append({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(N, C) class probabilities."""
+        logits = (
+            np.concatenate([self.logits(b) for b in self.batches(texts, batch_size)])
+            if texts
+            else np.zeros((0, len(self.label_names)))
+        )
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+
+def hf_predictor(
+    model_dir: str | Path, label_names: Sequence[str], max_length: int, normalizer: str | None = None
+) -> Predictor:
+    """A :class:`Predictor` for a plain HF dir (e.g. the cached fp32 teacher, the benchmark's reference)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(model_dir)
+    manifest = {
+        "format": "hf",
+        "weights": WEIGHT_FILES["hf"],
+        "label_names": list(label_names),
+        "max_length": max_length,
+        "text_normalizer": normalizer,
+    }
+    encoder = TextEncoder(AutoTokenizer.from_pretrained(path), max_length, get_text_normalizer(normalizer))
+    module = _HFLogits(AutoModelForSequenceClassification.from_pretrained(path).eval())
+    return Predictor(path, manifest, encoder, module=module)
+
+
+def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
+    """Load any artifact dir written by :func:`save_artifact`.
+
+    Raises:
+        FileNotFoundError: when the dir has no manifest.json (naming the dir).
+    """
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise FileNotFoundError(f"{path} is not a bertcompress artifact: it has no {MANIFEST}")
+    manifest = json.loads((path / MANIFEST).read_text())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    encoder = TextEncoder(tokenizer, manifest["max_length"], get_text_normalizer(manifest.get("text_normalizer")))
+    fmt = manifest["format"]
+    if fmt == "hf":
+        from transformers import AutoModelForSequenceClassification
+
+        module = _HFLogits(AutoModelForSequenceClassification.from_pretrained(path).eval())
+        return Predictor(path, manifest, encoder, module=module)
+    if fmt == "torch":
+        import bertcompress.models.students  # noqa: F401  (classes the pickle refers to)
+
+        weights = torch.load(path / WEIGHT_FILES["torch"], map_location="cpu", weights_only=False)
+        if (path / SKELETON).is_file():
+            module = torch.load(path / SKELETON, weights_only=False)
+            module.load_state_dict(weights, assign=True)
+        else:
+            module = weights
+        module = module.eval()
+        return Predictor(path, manifest, encoder, module=module)
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path / WEIGHT_FILES["onnx"]), opts, providers=["CPUExecutionProvider"])
+    return Predictor(path, manifest, encoder, session=session)

@@ -1,0 +1,171 @@
+"""Unstructured L1 magnitude pruning of Linear layers (Rahman et al. 2025 use 30-50%), one-shot or on
+the cubic schedule of Zhu & Gupta 2017 ("To prune, or not to prune", arXiv:1710.01878).
+
+Built on ``torch.nn.utils.prune``: masks are applied as forward pre-hooks while training and made
+permanent (``prune.remove``) before saving. Dense kernels do not skip zeros, so unstructured
+sparsity shrinks a *compressed* file but not latency; the benchmark reports what it measures.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXCLUDE = ("*embeddings*", "*classifier*", "*pooler*")
+
+
+def prunable_linears(
+    model: nn.Module, include: Sequence[str] = ("*",), exclude: Sequence[str] = DEFAULT_EXCLUDE
+) -> list[tuple[str, nn.Linear]]:
+    """Linear layers whose qualified name matches ``include`` and none of ``exclude`` (fnmatch globs).
+
+    The default excludes embeddings, the classifier and the pooler, as in Rahman et al. 2025.
+    """
+    out = []
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.Linear)
+            and any(fnmatch.fnmatch(name, p) for p in include)
+            and not any(fnmatch.fnmatch(name, p) for p in exclude)
+        ):
+            out.append((name, module))
+    return out
+
+
+def check_amount(amount: float) -> float:
+    """Raise ValueError unless ``0 <= amount < 1``."""
+    if not 0.0 <= float(amount) < 1.0:
+        raise ValueError(f"compression.pruning.amount={amount}: must lie in [0, 1) (the fraction of weights zeroed)")
+    return float(amount)
+
+
+def _weight(module: nn.Linear) -> torch.Tensor:
+    return module.weight_orig * module.weight_mask if hasattr(module, "weight_mask") else module.weight
+
+
+def sparsity(modules: Sequence[tuple[str, nn.Linear]]) -> dict:
+    """Fraction of zero weights per layer and overall (weights only, biases excluded)."""
+    per_layer, zeros, total = {}, 0, 0
+    for name, m in modules:
+        w = _weight(m)
+        z = int((w == 0).sum())
+        per_layer[name] = z / w.numel()
+        zeros, total = zeros + z, total + w.numel()
+    return {"overall": zeros / max(total, 1), "per_layer": per_layer, "pruned_weights": zeros, "weights": total}
+
+
+def prune_unstructured(modules: Sequence[tuple[str, nn.Linear]], amount: float, scope: str = "local") -> None:
+    """Zero the ``amount`` fraction of smallest-|w| weights (masks stay as hooks until :func:`make_permanent`).
+
+    Args:
+        modules: ``(name, Linear)`` pairs, see :func:`prunable_linears`.
+        amount: fraction in [0, 1) of the *remaining* weights to prune now.
+        scope: ``local`` (each layer loses ``amount`` of its weights) or ``global`` (one threshold over all).
+    """
+    check_amount(amount)
+    if scope not in {"local", "global"}:
+        raise ValueError(f"compression.pruning.scope={scope!r}: expected 'local' or 'global'")
+    if amount == 0 or not modules:
+        return
+    if scope == "global":
+        prune.global_unstructured(
+            [(m, "weight") for _, m in modules], pruning_method=prune.L1Unstructured, amount=amount
+        )
+    else:
+        for _, m in modules:
+            prune.l1_unstructured(m, "weight", amount=amount)
+
+
+def prune_to_sparsity(modules: Sequence[tuple[str, nn.Linear]], target: float, scope: str = "local") -> None:
+    """Prune until the overall sparsity of ``modules`` reaches ``target`` (masked weights stay zero)."""
+    current = sparsity(modules)["overall"]
+    if target <= current + 1e-9:
+        return
+    prune_unstructured(modules, (target - current) / (1.0 - current), scope)
+
+
+def make_permanent(modules: Sequence[tuple[str, nn.Linear]]) -> None:
+    """Fold the masks into the weights (``prune.remove``): zeros stay, hooks go."""
+    for _, m in modules:
+        if prune.is_pruned(m):
+            prune.remove(m, "weight")
+
+
+def cubic_sparsity(step: int, start_step: int, end_step: int, final: float, initial: float = 0.0) -> float:
+    """Zhu & Gupta 2017: ``s_t = s_f + (s_i - s_f) * (1 - (t - t0) / (t1 - t0))^3``, clamped to [t0, t1]."""
+    if end_step <= start_step:
+        return final
+    frac = min(max((step - start_step) / (end_step - start_step), 0.0), 1.0)
+    return final + (initial - final) * (1.0 - frac) ** 3
+
+
+class PruningCallback(L.Callback):
+    """Unstructured L1 pruning of the Linear layers of ``pl_module``'s model.
+
+    Args:
+        amount: the final sparsity in [0, 1).
+        scope: ``local`` or ``global``.
+        schedule: ``oneshot`` (prune once when fit ends) or ``gradual`` (the cubic schedule, every
+            ``frequency`` steps between ``start_fraction`` and ``end_fraction`` of training, with
+            training going on after each step).
+        include / exclude: fnmatch globs over module names (default: every Linear except
+            embeddings, the classifier and the pooler).
+
+    After fit the masks are made permanent; :attr:`report` holds the sparsity per layer and overall.
+    """
+
+    def __init__(
+        self,
+        amount: float = 0.3,
+        scope: str = "local",
+        schedule: str = "oneshot",
+        include: Sequence[str] = ("*",),
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        frequency: int = 10,
+        start_fraction: float = 0.0,
+        end_fraction: float = 0.8,
+    ):
+        if schedule not in {"oneshot", "gradual"}:
+            raise ValueError(f"compression.pruning.schedule={schedule!r}: expected 'oneshot' or 'gradual'")
+        self.amount, self.scope, self.schedule = check_amount(amount), scope, schedule
+        self.include, self.exclude = tuple(include), tuple(exclude)
+        self.frequency, self.start_fraction, self.end_fraction = frequency, start_fraction, end_fraction
+        self.report: dict = {}
+
+    def modules(self, model: nn.Module):
+        return prunable_linears(model, self.include, self.exclude)
+
+    def apply(self, model: nn.Module) -> dict:
+        """One-shot prune ``model`` to :attr:`amount`, make it permanent, return the sparsity report."""
+        modules = self.modules(model)
+        prune_to_sparsity(modules, self.amount, self.scope)
+        make_permanent(modules)
+        self.report = {
+            "method": "l1_unstructured",
+            "scope": self.scope,
+            "schedule": self.schedule,
+            "amount": self.amount,
+            **sparsity(modules),
+        }
+        return self.report
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.schedule != "gradual":
+            return
+        step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
+        if step % self.frequency:
+            return
+        target = cubic_sparsity(step, int(self.start_fraction * total), int(self.end_fraction * total), self.amount)
+        prune_to_sparsity(self.modules(pl_module), target, self.scope)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.apply(pl_module)
+        log.info("Pruned to %.1f%% sparsity (%s, %s)", 100 * self.report["overall"], self.scope, self.schedule)

@@ -1,0 +1,264 @@
+"""Post-training quantization (PTQ) backends. Each one runs or fails with a clear message naming the
+backend and what it lacks; none falls back to another silently.
+
+- ``torchao``: ``quantize_(model, Int8DynamicActivationInt8WeightConfig())`` on Linear layers
+  (https://github.com/pytorch/ao); dynamic only.
+- ``torch_ao``: the deprecated ``torch.ao.quantization.quantize_dynamic`` (Linear and LSTM, int8),
+  kept behind :func:`_torch_ao_quantize_dynamic` alone so that it can be dropped in one place.
+- ``onnxruntime``: export with ``torch.onnx.export(dynamo=False)``, then ``quantize_dynamic`` or
+  ``quantize_static`` with calibration batches (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
+  It can also quantize the embedding ``Gather`` (mBERT 711 -> 178 MB).
+- ``fp16`` / ``bf16``: weights cast to half precision (any backend name; torch only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torchao", "torch_ao", "onnxruntime")
+MODES = ("dynamic", "static", "fp16", "bf16")
+OBSERVERS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+class QuantizationError(RuntimeError):
+    """A backend cannot do what the config asks; the message names the backend and what it lacks."""
+
+
+def check_quant_config(mode: str, backend: str, calibration_batches: int | None = None, observer: str = "minmax"):
+    """Validate a quantization config before any work.
+
+    Raises:
+        ValueError: unknown mode/backend/observer, or static quantization without calibration batches.
+        QuantizationError: a combination the backend does not support.
+    """
+    if mode not in MODES:
+        raise ValueError(f"compression.quantization.mode={mode!r}: expected one of {MODES}")
+    if backend not in BACKENDS:
+        raise ValueError(f"compression.quantization.backend={backend!r}: expected one of {BACKENDS}")
+    if mode == "static":
+        if not calibration_batches or calibration_batches < 1:
+            raise ValueError(
+                "static quantization needs calibration data: set compression.quantization.calibration_batches >= 1"
+            )
+        if observer not in OBSERVERS:
+            raise ValueError(f"compression.quantization.observer={observer!r}: expected one of {list(OBSERVERS)}")
+        if backend != "onnxruntime":
+            raise QuantizationError(
+                f"backend {backend!r} cannot do static int8 PTQ of transformer encoders on CPU here "
+                "(torchao has no CPU static int8 config; torch.ao needs QuantStubs in the model): use "
+                "compression.quantization.backend=onnxruntime"
+            )
+    if mode in {"fp16", "bf16"} and backend == "onnxruntime":
+        raise QuantizationError(
+            f"backend 'onnxruntime' here exports fp32 graphs only; use {mode} with backend=torch_ao"
+        )
+
+
+def quantizable_linears_filter(exclude: Sequence[str] = ("classifier",)):
+    """A torchao ``filter_fn``: Linear layers whose name does not contain any of ``exclude``."""
+
+    def keep(module: nn.Module, fqn: str) -> bool:
+        return isinstance(module, nn.Linear) and not any(e in fqn for e in exclude)
+
+    return keep
+
+
+def _torch_ao_quantize_dynamic(model: nn.Module) -> nn.Module:
+    """The one adapter to the deprecated ``torch.ao.quantization`` API."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+
+
+def quantize_torch(model: nn.Module, mode: str, backend: str) -> tuple[nn.Module, dict]:
+    """Quantize a torch model in eval mode; returns ``(model, report)``.
+
+    The report says which module types ended up quantized and which stayed fp32.
+    """
+    check_quant_config(mode, backend, 1)
+    model = model.eval()
+    if mode in {"fp16", "bf16"}:
+        dtype = torch.float16 if mode == "fp16" else torch.bfloat16
+        model = model.to(dtype)
+        return model, {"mode": mode, "backend": "torch", "weights": str(dtype), "quantized": ["all parameters"]}
+    if backend == "torchao":
+        try:
+            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+        except ImportError as e:
+            raise QuantizationError(f"backend 'torchao' is not installed ({e}): pip install torchao") from e
+        if any(isinstance(m, nn.LSTM) for m in model.modules()):
+            raise QuantizationError("backend 'torchao' has no int8 LSTM; use backend=torch_ao for RNN students")
+        quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantizable_linears_filter())
+    else:
+        model = _torch_ao_quantize_dynamic(model)
+    return model, {"mode": mode, "backend": backend, **quantized_parts(model)}
+
+
+def quantized_parts(model: nn.Module) -> dict:
+    """Which parts are int8 and which stayed float: counts of module types and of float parameters."""
+    quantized, floating = {}, {}
+    for _, m in model.named_modules():
+        kind = type(m).__module__ + "." + type(m).__name__
+        w = getattr(m, "weight", None)
+        is_q = (
+            "quantized" in kind
+            or (w is not None and "AffineQuantized" in type(w).__name__)
+            or (w is not None and "Int8" in type(w).__name__)
+            or (w is not None and "Quant" in type(w).__name__)
+        )
+        if is_q:
+            quantized[type(m).__name__] = quantized.get(type(m).__name__, 0) + 1
+        elif isinstance(m, nn.Embedding | nn.Linear | nn.LSTM | nn.Conv1d):
+            floating[type(m).__name__] = floating.get(type(m).__name__, 0) + 1
+    return {"quantized_modules": quantized, "float_modules": floating}
+
+
+# ---------------------------------------------------------------------------------------------- ONNX
+
+
+class _OnnxWrapper(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def export_onnx(model: nn.Module, path: str | Path, example: dict, opset: int = 17) -> Path:
+    """Export ``model`` (batch -> logits) with dynamic batch and sequence axes (``dynamo=False``).
+
+    Raises:
+        QuantizationError: when onnx/onnxruntime are missing or the export fails.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError as e:
+        raise QuantizationError("backend 'onnxruntime' needs the onnx package: pip install onnx onnxruntime") from e
+    path = Path(path)
+    wrapper = _OnnxWrapper(model.eval()).eval()
+    args = (example["input_ids"][:2], example["attention_mask"][:2])
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "seq"},
+                "attention_mask": {0: "batch", 1: "seq"},
+                "logits": {0: "batch"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+class _CalibrationReader:
+    def __init__(self, batches: Iterable[dict]):
+        self._it = iter(
+            [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()} for b in batches]
+        )
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    mode: str = "dynamic",
+    quantize_embeddings: bool = True,
+    calibration: Iterable[dict] | None = None,
+    observer: str = "minmax",
+    per_channel: bool = False,
+) -> dict:
+    """ONNX Runtime int8 PTQ of an exported model.
+
+    Args:
+        quantize_embeddings: also quantize ``Gather`` (the embedding tables).
+        calibration: batches (``input_ids``/``attention_mask`` tensors) for ``static`` mode.
+
+    Returns:
+        A report with the op types quantized and the node counts of the int8 graph.
+    """
+    try:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+    except ImportError as e:
+        raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
+    ops = ["MatMul", "Gemm"] + (["Gather"] if quantize_embeddings else [])
+    if mode == "dynamic":
+        quantize_dynamic(
+            str(fp32_path),
+            str(int8_path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=ops,
+            per_channel=per_channel,
+        )
+    elif mode == "static":
+        if calibration is None:
+            raise ValueError("static quantization needs calibration batches")
+        quantize_static(
+            str(fp32_path),
+            str(int8_path),
+            _CalibrationReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=ops,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, OBSERVERS[observer]),
+        )
+    else:
+        raise QuantizationError(f"backend 'onnxruntime' does not do mode {mode!r} here")
+    return {
+        "mode": mode,
+        "backend": "onnxruntime",
+        "op_types_to_quantize": ops,
+        "quantize_embeddings": quantize_embeddings,
+        **onnx_graph_report(int8_path),
+    }
+
+
+def onnx_graph_report(path: str | Path) -> dict:
+    """Count quantized vs float nodes and initializer bytes of an ONNX graph."""
+    import onnx
+
+    model = onnx.load(str(path))
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    int8_bytes = float_bytes = 0
+    for init in model.graph.initializer:
+        n = 1
+        for d in init.dims:
+            n *= d
+        if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            int8_bytes += n
+        elif init.data_type == onnx.TensorProto.FLOAT:
+            float_bytes += 4 * n
+    quantized_ops = {k: v for k, v in ops.items() if "Integer" in k or "Quant" in k or k.startswith("QLinear")}
+    return {
+        "quantized_ops": quantized_ops,
+        "int8_initializer_mb": int8_bytes / 1e6,
+        "float_initializer_mb": float_bytes / 1e6,
+    }

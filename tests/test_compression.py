@@ -1,0 +1,319 @@
+"""Pruning, structured pruning, PTQ backends, artifacts, the benchmark and predict.py, on tiny models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from bertcompress.compression.pruning import (
+    PruningCallback,
+    cubic_sparsity,
+    prunable_linears,
+    prune_unstructured,
+    sparsity,
+)
+from bertcompress.compression.quantization import QuantizationError, check_quant_config
+from bertcompress.compression.structured import encoder_layers, prune_structured, resize_to_structure, structure_of
+from bertcompress.pipeline import run
+from tests.conftest import CONF_DIR, ROOT, compose, requires_ubmec
+
+COMPRESSIONS = sorted(p.stem for p in (CONF_DIR / "compression").glob("*.yaml"))
+
+
+def _tiny_classifier(kind: str = "bert"):
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        ElectraConfig,
+        ElectraForSequenceClassification,
+        XLMRobertaConfig,
+        XLMRobertaForSequenceClassification,
+    )
+
+    common = dict(
+        vocab_size=300,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=3,
+    )
+    if kind == "bert":
+        return BertForSequenceClassification(BertConfig(**common)).eval()
+    if kind == "electra":
+        return ElectraForSequenceClassification(ElectraConfig(embedding_size=32, **common)).eval()
+    return XLMRobertaForSequenceClassification(XLMRobertaConfig(pad_token_id=1, **common)).eval()
+
+
+def _batch(n=4, t=9):
+    torch.manual_seed(0)
+    return {
+        "input_ids": torch.randint(3, 300, (n, t)),
+        "attention_mask": torch.ones(n, t, dtype=torch.long),
+        "labels": torch.randint(0, 3, (n,)),
+    }
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+@pytest.mark.parametrize("amount", [0.3, 0.5])
+def test_sparsity_after_pruning_equals_amount(scope, amount):
+    model = _tiny_classifier()
+    modules = prunable_linears(model)
+    assert modules and not any("classifier" in n or "embeddings" in n for n, _ in modules)
+    prune_unstructured(modules, amount, scope)
+    report = sparsity(modules)
+    assert report["overall"] == pytest.approx(amount, abs=2e-3)
+    if scope == "local":
+        assert all(s == pytest.approx(amount, abs=0.02) for s in report["per_layer"].values())
+    assert (model.classifier.weight != 0).all()
+
+
+def test_callback_makes_masks_permanent_and_reports_per_layer():
+    model = _tiny_classifier()
+    report = PruningCallback(0.5).apply(model)
+    assert not any(hasattr(m, "weight_mask") for m in model.modules())  # prune.remove ran
+    assert report["overall"] == pytest.approx(0.5, abs=2e-3) and len(report["per_layer"]) == 2 * 6
+    assert "weight_orig" not in "".join(model.state_dict())
+
+
+def test_cubic_schedule():
+    assert cubic_sparsity(0, 0, 100, 0.5) == 0.0
+    assert cubic_sparsity(100, 0, 100, 0.5) == 0.5
+    assert cubic_sparsity(50, 0, 100, 0.5) == pytest.approx(0.5 * (1 - 0.5**3))
+    values = [cubic_sparsity(t, 0, 100, 0.5) for t in range(0, 101, 10)]
+    assert values == sorted(values)
+
+
+@pytest.mark.parametrize("kind", ["bert", "electra", "xlmr"])
+def test_structured_pruning_shrinks_linears_and_still_runs(kind):
+    model = _tiny_classifier(kind)
+    batch = _batch()
+    before = [ly.intermediate.dense.weight.shape for ly in encoder_layers(model)]
+    report = prune_structured(model, 0.5, 0.5)
+    for ly, shape in zip(encoder_layers(model), before, strict=True):
+        assert ly.attention.self.query.weight.shape == (16, 32)  # 2 of 4 heads of size 8
+        assert ly.attention.output.dense.weight.shape == (32, 16)
+        assert ly.intermediate.dense.weight.shape == (shape[0] // 2, 32)
+        assert ly.output.dense.weight.shape == (32, shape[0] // 2)
+    assert report["params_after"] < report["params_before"]
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert out.shape == (4, 3)
+    fresh = resize_to_structure(_tiny_classifier(kind), structure_of(model))
+    fresh.load_state_dict(model.state_dict())
+    again = fresh.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert torch.allclose(out, again, atol=1e-6)
+
+
+def test_michel_head_importance_is_per_layer_normalised():
+    from bertcompress.compression.structured import head_importance
+
+    model = _tiny_classifier()
+    scores = head_importance(
+        model, [_batch()], lambda m, b: m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    )
+    assert scores.shape == (2, 4) and torch.allclose(scores.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "exc", "match"),
+    [
+        (("dynamic", "tensorrt"), ValueError, "backend='tensorrt'"),
+        (("int4", "torch_ao"), ValueError, "mode='int4'"),
+        (("static", "onnxruntime", 0), ValueError, "needs calibration data"),
+        (("static", "torchao", 8), QuantizationError, "backend 'torchao' cannot do static"),
+    ],
+)
+def test_bad_quantization_config_is_rejected(args, exc, match):
+    with pytest.raises(exc, match=match):
+        check_quant_config(*args)
+
+
+@pytest.mark.parametrize("amount", [1.0, -0.1, 1.5])
+def test_bad_pruning_amount_is_rejected(amount, tmp_path, tiny_run_overrides):
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\)"):
+        run(
+            compose(
+                [*tiny_run_overrides, "compression=prune", f"compression.pruning.amount={amount}", "debug=fdr"],
+                tmp_path,
+            )
+        )
+
+
+def _final_model(tiny_bert_dir, trained=True):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertcompress.compression.apply import FinalModel
+    from bertcompress.data.datamodule import TextEncoder
+    from bertcompress.models.students import HFStudent
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=6).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    labels = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    return FinalModel("tiny", HFStudent(model), TextEncoder(tok, 32), labels, None, hf_model=model)
+
+
+QUANT_CASES = [
+    ("dynamic", "torch_ao"),
+    ("dynamic", "torchao"),
+    ("dynamic", "onnxruntime"),
+    ("static", "onnxruntime"),
+    ("fp16", "torch_ao"),
+    ("bf16", "torch_ao"),
+]
+
+
+@pytest.mark.parametrize(("mode", "backend"), QUANT_CASES)
+def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_bert_dir, ubmec_texts):
+    from omegaconf import OmegaConf
+
+    from bertcompress.compression.apply import compress_and_save
+    from bertcompress.compression.artifact import load_artifact
+
+    final = _final_model(tiny_bert_dir)
+    texts = ubmec_texts[:40]
+    batches = [
+        {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
+        for b in load_artifact_batches(final, texts)
+    ]
+    cfg = OmegaConf.create(
+        {
+            "name": f"{mode}-{backend}",
+            "pruning": None,
+            "quantization": {
+                "mode": mode,
+                "backend": backend,
+                "quantize_embeddings": True,
+                "calibration_batches": 2,
+                "observer": "minmax",
+            },
+        }
+    )
+    report = compress_and_save(final, cfg, tmp_path / "art", calibration_loader=batches)
+    assert report["quantization"]["mode"] == mode
+    predictor = load_artifact(tmp_path / "art")
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert manifest["format"] == ("onnx" if backend == "onnxruntime" else "torch") and manifest["how_to_load"]
+    # same predictions before saving (the in-memory quantized model) and after reloading
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        first = load_artifact(tmp_path / "art").predict_proba(texts)
+        assert ort.__version__ and first.shape == (40, 6)
+        assert (predictor.predict_proba(texts).argmax(-1) == first.argmax(-1)).all()
+    else:
+        import copy
+
+        from bertcompress.compression.quantization import quantize_torch
+
+        in_memory, _ = quantize_torch(copy.deepcopy(final.module), mode, backend)
+        with torch.no_grad():
+            before = torch.cat([in_memory(b).float() for b in predictor.batches(texts)]).argmax(-1).numpy()
+        assert (predictor.predict_proba(texts).argmax(-1) == before).all()
+    if mode == "dynamic" and backend != "onnxruntime":
+        assert report["quantization"]["quantized_modules"]
+
+
+def load_artifact_batches(final, texts):
+    from bertcompress.data.datamodule import PadCollator
+
+    ids = final.encoder(texts)
+    collate = PadCollator(final.encoder.tokenizer)
+    return [collate([{"input_ids": x} for x in ids[i : i + 8]]) for i in range(0, len(ids), 8)]
+
+
+@requires_ubmec
+def test_dynamic_int8_agrees_with_fp32_on_a_trained_tiny_model(tmp_path, tiny_run_overrides, ubmec_texts):
+    fp32 = run(compose([*tiny_run_overrides, "teacher.epochs=2", "data.limit_test=200"], tmp_path / "a"))
+    from bertcompress.compression.artifact import load_artifact
+
+    texts = ubmec_texts[-300:]
+    ref = load_artifact(tmp_path / "a" / "run" / "artifact").predict_proba(texts).argmax(-1)
+    q = run(
+        compose([*tiny_run_overrides, "teacher.epochs=2", "data.limit_test=200", "compression=quant"], tmp_path / "a")
+    )
+    assert q["teacher"]["cache_hit"] is True
+    got = load_artifact(tmp_path / "a" / "run" / "artifact").predict_proba(texts).argmax(-1)
+    assert (ref == got).mean() >= 0.99
+    assert fp32["compression"]["quantization"] is None and q["compression"]["quantization"]["backend"] == "torch_ao"
+
+
+@requires_ubmec
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_every_compression_config_runs_and_benchmarks(compression, tmp_path, tiny_run_overrides):
+    results = run(compose([*tiny_run_overrides, f"compression={compression}", "debug=fdr"], tmp_path))
+    bench = results["benchmark"]
+    for key in (
+        "latency_ms",
+        "throughput_seq_s",
+        "size_mb",
+        "size_zip_mb",
+        "params",
+        "test",
+        "inference",
+        "speedup",
+        "compression_ratio",
+        "machine",
+        "reference",
+    ):
+        assert key in bench, key
+    assert 0 < bench["latency_ms"]["p50"] <= bench["latency_ms"]["p95"] < 10_000  # ms
+    assert bench["throughput_seq_s"] > 0 and bench["size_mb"] > 0 and bench["size_zip_mb"] > 0
+    assert bench["speedup"] == pytest.approx(bench["reference"]["latency_ms"]["p50"] / bench["latency_ms"]["p50"])
+    assert bench["compression_ratio"] == pytest.approx(bench["reference"]["size_mb"] / bench["size_mb"])
+    assert 0 <= bench["test"]["accuracy"] <= 100 and bench["test"]["n"] == results["data"]["sizes"]["test"]
+    assert bench["machine"]["cpu"] and "torch" in bench["machine"]["versions"]
+    assert results["macro_f1"] == bench["test"]["macro_f1"]
+    pruning = results["compression"]["pruning"]
+    if compression in {"prune", "prune50", "prune_quant"}:
+        assert pruning["overall"] == pytest.approx(results["config"]["compression"]["pruning"]["amount"], abs=2e-3)
+        assert pruning["per_layer"]
+    if compression.startswith("prune_structured"):
+        assert pruning["params_after"] < pruning["params_before"]
+
+
+@requires_ubmec
+def test_predict_py_classifies_a_bengali_string(tmp_path, tiny_run_overrides):
+    run(compose([*tiny_run_overrides, "debug=fdr"], tmp_path))
+    artifact = tmp_path / "run" / "artifact"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), str(artifact), "আমি খুব খুশি", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["text"] == "আমি খুব খুশি" and row["label"] in row["probabilities"]
+    assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    piped = subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), str(artifact)],
+        input="রাগ হচ্ছে\nভয় পাচ্ছি\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert len(piped.stdout.strip().splitlines()) == 2
+
+
+def test_unstructured_pruning_leaves_dense_latency_alone_but_shrinks_the_zip(tmp_path):
+    """The honest part: masked zeros compress on disk; a dense matmul does not skip them."""
+    from bertcompress.benchmark.bench import zipped_mb
+
+    a, b = nn.Linear(256, 256), nn.Linear(256, 256)
+    b.load_state_dict(a.state_dict())
+    prune_unstructured([("b", b)], 0.5)
+    PruningCallback(0.5).apply(nn.Sequential())  # no-op on a model without prunable layers
+    torch.save(a.state_dict(), tmp_path / "a.pt")
+    from torch.nn.utils import prune as tprune
+
+    tprune.remove(b, "weight")
+    torch.save(b.state_dict(), tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").stat().st_size == pytest.approx((tmp_path / "b.pt").stat().st_size, rel=0.01)
+    assert zipped_mb(tmp_path / "b.pt") < 0.75 * zipped_mb(tmp_path / "a.pt")
