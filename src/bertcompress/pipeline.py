@@ -215,10 +215,8 @@ def soft_target_loss(cfg: DictConfig) -> SoftTargetLoss:
     return SoftTargetLoss(**OmegaConf.to_container(cfg.student.loss, resolve=True))
 
 
-def run_student(
-    cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult, loggers: list, out_dir: Path
-) -> dict:
-    """Distill ``teacher`` into the configured student, test it, save it under ``<run dir>/student``."""
+def run_student(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult, loggers: list):
+    """Distill ``teacher`` into the configured student and test it; returns ``(StudentBundle, results block)``."""
     s = cfg.student
     loss = soft_target_loss(cfg)
     bundle = build_student(
@@ -269,24 +267,8 @@ def run_student(
         "train_time_s": train_time,
         "epochs_run": epochs,
         "best_val_macro_f1": best_val,
-        "model_dir": str(out_dir / "student"),
         "test": test,
     }
-
-
-def save_student(path: Path, bundle, module: DistillStudent) -> None:
-    """Save the distilled student atomically: HF dir for transformers, else state dict + tokenizer."""
-    student = bundle.module
-    with atomic_dir(path) as tmp:
-        if hasattr(student, "model") and hasattr(student.model, "save_pretrained"):
-            student.model.save_pretrained(tmp)
-        else:
-            torch.save(student.state_dict(), tmp / "student_state_dict.pt")
-        bundle.encoder.tokenizer.save_pretrained(tmp)
-        atomic_write_json(
-            tmp / "student.json",
-            {"info": bundle.info, "label_names": module.label_names, "max_length": bundle.encoder.max_length},
-        )
 
 
 def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
