@@ -217,6 +217,10 @@ def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_ber
         assert (predictor.predict_proba(texts).argmax(-1) == before).all()
     if mode == "dynamic" and backend != "onnxruntime":
         assert report["quantization"]["quantized_modules"]
+    from bertcompress.benchmark.bench import artifact_params
+
+    params = artifact_params(predictor)  # the benchmark counts every backend's parameters
+    assert 0 < params["nonzero"] <= params["total"]
 
 
 def load_artifact_batches(final, texts):

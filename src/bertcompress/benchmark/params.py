@@ -19,7 +19,7 @@ def count_parameters(model: nn.Module) -> dict:
         seen.add(id(p))
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
-        nonzero += int((p != 0).sum())
+        nonzero += _nonzero(p)
     emb_seen, embedding = set(), 0
     for m in model.modules():
         if isinstance(m, nn.Embedding) and id(m.weight) not in emb_seen:
@@ -32,3 +32,12 @@ def count_parameters(model: nn.Module) -> dict:
         "embedding": embedding,
         "non_embedding": total - embedding,
     }
+
+
+def _nonzero(p) -> int:
+    """Non-zero count; quantized tensor subclasses (torchao) are dequantized first."""
+    try:
+        return int((p != 0).sum())
+    except NotImplementedError:
+        dequantize = getattr(p, "dequantize", None)
+        return int((dequantize() != 0).sum()) if dequantize is not None else p.numel()

@@ -96,6 +96,14 @@ def compress_and_save(
             scores = head_importance(module, batches, _forward, max_batches=int(p.get("importance_batches", 8)))
         report["pruning"] = prune_structured(hf_model, float(p.head_fraction), float(p.neuron_fraction), scores)
         structured = True
+        epochs = int(p.get("finetune_epochs", 0) or 0)
+        if epochs > 0:  # recovery fine-tuning of the smaller model on the training set
+            if finetune is None:
+                raise ValueError("pruning.finetune_epochs > 0 needs fine-tuning; no trainer was given")
+            module.train()
+            finetune(module, [])
+            module.eval()
+        report["pruning"]["finetune_epochs"] = epochs
 
     q = cfg.get("quantization")
     extra = {"compression": OmegaConf.to_container(cfg, resolve=True), "model_name": final.name}
@@ -131,7 +139,9 @@ def compress_and_save(
                 save_artifact(out_dir, "onnx", onnx_file=int8, **common)
         else:
             skeleton = meta_skeleton(module) if q.backend == "torchao" and q.mode == "dynamic" else None
-            module, report["quantization"] = quantize_torch(module, q.mode, q.backend)
+            module, report["quantization"] = quantize_torch(
+                module, q.mode, q.backend, bool(q.get("quantize_embeddings", False))
+            )
             save_artifact(out_dir, "torch", module=module, skeleton=skeleton, **common)
     elif hf_model is not None and not structured:
         save_artifact(out_dir, "hf", hf_model=hf_model, **common)

@@ -221,6 +221,10 @@ def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    # no busy-waiting worker threads after each run: they would steal the cores from whatever runs
+    # next (the interleaved reference in the benchmark) and skew the comparison
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -70,20 +70,37 @@ def quantizable_linears_filter(exclude: Sequence[str] = ("classifier",)):
     return keep
 
 
-def _torch_ao_quantize_dynamic(model: nn.Module) -> nn.Module:
-    """The one adapter to the deprecated ``torch.ao.quantization`` API."""
+def _torch_ao_quantize_dynamic(model: nn.Module, embeddings: bool = False) -> nn.Module:
+    """The one adapter to the deprecated ``torch.ao.quantization`` API.
+
+    Linear and LSTM get dynamic int8; with ``embeddings`` the large embedding tables (>= 1024 rows,
+    i.e. the word embeddings) get 8-bit weight-only quantization (per-row float qparams).
+    """
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, float_qparams_weight_only_qconfig, quantize_dynamic
 
-        return quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8)
+        spec: dict = {nn.Linear: default_dynamic_qconfig, nn.LSTM: default_dynamic_qconfig}
+        if embeddings:
+            spec.update(
+                {
+                    name: float_qparams_weight_only_qconfig
+                    for name, m in model.named_modules()
+                    if isinstance(m, nn.Embedding) and m.num_embeddings >= 1024
+                }
+            )
+        return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
-def quantize_torch(model: nn.Module, mode: str, backend: str) -> tuple[nn.Module, dict]:
+def quantize_torch(
+    model: nn.Module, mode: str, backend: str, quantize_embeddings: bool = False
+) -> tuple[nn.Module, dict]:
     """Quantize a torch model in eval mode; returns ``(model, report)``.
 
+    ``quantize_embeddings`` (torch_ao only) also stores the word-embedding table in 8 bits; torch
+    dynamic int8 otherwise leaves embeddings fp32 (mBERT: 455 MB instead of 178 MB).
     The report says which module types ended up quantized and which stayed fp32.
     """
     check_quant_config(mode, backend, 1)
@@ -101,8 +118,13 @@ def quantize_torch(model: nn.Module, mode: str, backend: str) -> tuple[nn.Module
             raise QuantizationError("backend 'torchao' has no int8 LSTM; use backend=torch_ao for RNN students")
         quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantizable_linears_filter())
     else:
-        model = _torch_ao_quantize_dynamic(model)
-    return model, {"mode": mode, "backend": backend, **quantized_parts(model)}
+        model = _torch_ao_quantize_dynamic(model, embeddings=quantize_embeddings)
+    return model, {
+        "mode": mode,
+        "backend": backend,
+        "quantize_embeddings": quantize_embeddings and backend == "torch_ao",
+        **quantized_parts(model),
+    }
 
 
 def quantized_parts(model: nn.Module) -> dict:
@@ -117,6 +139,8 @@ def quantized_parts(model: nn.Module) -> dict:
             or (w is not None and "Int8" in type(w).__name__)
             or (w is not None and "Quant" in type(w).__name__)
         )
+        if "PackedParams" in type(m).__name__:  # the container of a quantized Linear's weights
+            continue
         if is_q:
             quantized[type(m).__name__] = quantized.get(type(m).__name__, 0) + 1
         elif isinstance(m, nn.Embedding | nn.Linear | nn.LSTM | nn.Conv1d):

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Re-measure the figures quoted in the README on full UBMEC with the offline teacher (me5_small).
+# Each job reuses the cached fine-tuned teacher (run `python train.py` first) and its cached logits.
+# Run dirs: logs/bars/<name>/results.json; summary: python scripts/summarize.py logs/bars
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job() { local name=$1; shift; echo "== $name: python train.py $*"; /usr/bin/time -f "$name wall %e s" \
+  python train.py task_name=bars hydra.run.dir=logs/bars/"$name" logger=csv "$@" > logs/bars/"$name".log 2>&1 \
+  || echo "$name FAILED (see logs/bars/$name.log)"; }
+mkdir -p logs/bars
+GROUP=${1:-all}
+if [[ $GROUP == all || $GROUP == compression ]]; then
+  job teacher_fp32
+  job quant compression=quant
+  job quant_torchao compression=quant compression.quantization.backend=torchao
+  job quant_onnx compression=quant_onnx
+  job quant_static compression=quant_static
+  job prune compression=prune
+  job prune_structured compression=prune_structured
+fi
+if [[ $GROUP == all || $GROUP == kd ]]; then
+  for s in bilstm cnn cnn_lstm ensemble; do
+    job "kd_$s" student=$s
+    [[ $s == cnn_lstm ]] || job "nokd_$s" student=$s student.kd=false
+  done
+  job kd_teacher_6l student=teacher_6l
+fi
+if [[ $GROUP == all || $GROUP == dpq ]]; then
+  job dpq_ensemble student=ensemble compression=prune_quant
+  job dpq_bilstm student=bilstm compression=prune_quant
+fi
