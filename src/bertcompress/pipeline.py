@@ -306,6 +306,7 @@ def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, artifact: Path,
         throughput_batch_size=int(b.throughput_batch_size),
         threads=int(b.threads),
         cuda=bool(b.get("cuda", False)),
+        block_size=int(b.get("block_size", 10)),
     )
 
 

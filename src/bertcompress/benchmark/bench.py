@@ -1,12 +1,13 @@
 """The efficiency benchmark used by every run and by ``bench.py``.
 
 For a model artifact (and, when given, a reference artifact: the fp32 fine-tuned teacher) it measures,
-in one process and interleaved run by run so that machine drift cancels:
+in one process and interleaved (in blocks) so that machine drift cancels:
 
 - parameters (total, non-zero, embedding vs the rest) and size on disk in MB (plus a zip-compressed
   size, since masked zeros do not shrink a dense file);
 - latency p50/p95 in ms at batch 1 and throughput in sequences/s at batch 32, on the test texts
-  themselves, tokenized once outside the timing, truncated at ``max_length``, after warm-up runs;
+  themselves, tokenized once outside the timing, truncated at ``max_length``, after warm-up runs,
+  interleaved in blocks of ``block_size`` runs;
 - accuracy and macro-F1 of the artifact reloaded from disk, on the full test set;
 - speedup (reference p50 / p50) and compression ratio (reference MB / MB);
 - the machine (CPU model and flags, threads, library versions).
@@ -101,12 +102,14 @@ def benchmark(
     threads: int | None = None,
     evaluate: bool = True,
     cuda: bool = False,
+    block_size: int = 10,
 ) -> dict:
     """Measure ``predictor`` (and ``reference`` interleaved with it) on the test texts.
 
     Args:
         texts / labels: the test set (labels are class ids).
         n_runs: timed batch-1 runs (the median is p50); ``warmup`` untimed runs come first.
+        block_size: timed runs per model per interleaved block (see the comment in the code).
         throughput_batches: timed batches of ``throughput_batch_size`` sequences.
         threads: torch intra-op threads for the measurement (None: leave as set).
 
@@ -123,11 +126,19 @@ def benchmark(
     n_big = min(throughput_batches * throughput_batch_size, len(texts))
     bigs = [m.batches(texts[:n_big], batch_size=throughput_batch_size) for m in models]
     lat = [[] for _ in models]
-    for i in range(n_single):
+    for k, m in enumerate(models):  # warm-up runs, untimed
+        for i in range(min(warmup, n_single)):
+            m.logits(singles[k][i])
+    timed = list(range(min(warmup, n_single), n_single))
+    # interleave in blocks: each block runs one untimed switch-over call, then `block_size` timed calls,
+    # model then reference. Drift cancels across blocks, and the cost of switching runtimes (thread
+    # pools waking up, caches refilled, e.g. torch after ONNX Runtime) stays out of the timings.
+    for start in range(0, len(timed), block_size):
+        block = timed[start : start + block_size]
         for k, m in enumerate(models):
-            t = _time(m.logits, singles[k][i])
-            if i >= warmup:
-                lat[k].append(t)
+            m.logits(singles[k][block[0]])
+            for i in block:
+                lat[k].append(_time(m.logits, singles[k][i]))
     thr_time = [0.0 for _ in models]
     for k, m in enumerate(models):  # one untimed warm-up batch
         m.logits(bigs[k][0])
