@@ -19,7 +19,7 @@ if [[ $GROUP == all || $GROUP == compression ]]; then
   job prune_structured compression=prune_structured
 fi
 if [[ $GROUP == all || $GROUP == kd ]]; then
-  for s in bilstm cnn cnn_lstm ensemble; do
+  for s in bilstm cnn cnn_lstm ensemble; do  # KD: kl, T=2, alpha=0.5 (the configs' default)
     job "kd_$s" student=$s
     [[ $s == cnn_lstm ]] || job "nokd_$s" student=$s student.kd=false
   done

@@ -321,3 +321,37 @@ def test_unstructured_pruning_leaves_dense_latency_alone_but_shrinks_the_zip(tmp
     torch.save(b.state_dict(), tmp_path / "b.pt")
     assert (tmp_path / "a.pt").stat().st_size == pytest.approx((tmp_path / "b.pt").stat().st_size, rel=0.01)
     assert zipped_mb(tmp_path / "b.pt") < 0.75 * zipped_mb(tmp_path / "a.pt")
+
+
+@requires_ubmec
+def test_gradual_schedule_prunes_while_finetuning(tmp_path, tiny_run_overrides):
+    steps = []
+
+    class Spy(PruningCallback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            super().on_train_batch_end(trainer, pl_module, *args)
+            steps.append(sparsity(self.modules(pl_module))["overall"])
+
+    import bertcompress.compression.apply as apply_mod
+
+    original = apply_mod.PruningCallback
+    apply_mod.PruningCallback = Spy
+    try:
+        results = run(
+            compose(
+                [
+                    *tiny_run_overrides,
+                    "compression=prune",
+                    "compression.pruning.schedule=gradual",
+                    "compression.pruning.frequency=1",
+                    "compression.pruning.amount=0.5",
+                    "compression.pruning.finetune_epochs=2",
+                ],
+                tmp_path,
+            )
+        )
+    finally:
+        apply_mod.PruningCallback = original
+    assert steps == sorted(steps) and 0 < steps[0] < 0.5  # sparsity ramps up during fine-tuning
+    report = results["compression"]["pruning"]
+    assert report["schedule"] == "gradual" and report["overall"] == pytest.approx(0.5, abs=2e-3)
