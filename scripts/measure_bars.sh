@@ -16,6 +16,7 @@ if [[ $GROUP == all || $GROUP == compression ]]; then
   job quant_onnx compression=quant_onnx
   job quant_static compression=quant_static
   job prune compression=prune
+  job prune_structured_norecovery compression=prune_structured compression.pruning.finetune_epochs=0
   job prune_structured compression=prune_structured
 fi
 if [[ $GROUP == all || $GROUP == kd ]]; then
@@ -23,9 +24,10 @@ if [[ $GROUP == all || $GROUP == kd ]]; then
     job "kd_$s" student=$s
     [[ $s == cnn_lstm ]] || job "nokd_$s" student=$s student.kd=false
   done
+  job kd_bilstm_mse student=bilstm student.loss.mode=mse student.loss.alpha=1.0
   job kd_teacher_6l student=teacher_6l
 fi
 if [[ $GROUP == all || $GROUP == dpq ]]; then
-  job dpq_ensemble student=ensemble compression=prune_quant
+  job dpq_cnn student=cnn compression=prune_quant
   job dpq_bilstm student=bilstm compression=prune_quant
 fi
