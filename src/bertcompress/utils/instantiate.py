@@ -36,32 +36,27 @@ def prepare_wandb_env() -> str:
     return os.environ.get("WANDB_MODE", "online")
 
 
-def instantiate_loggers(cfg: DictConfig | None) -> list:
-    """One logger per entry with a ``_target_``; an empty/None group gives no logger."""
-    loggers = []
-    if not cfg:
-        return loggers
-    for name, conf in cfg.items():
+def _instantiate_each(cfg: DictConfig | None, what: str, before=None) -> list:
+    """Instantiate every entry of a config group that has a ``_target_`` (None/empty gives [])."""
+    objects = []
+    for name, conf in (cfg or {}).items():
         if conf is None or "_target_" not in conf:
             continue
-        if "Wandb" in conf._target_:
-            prepare_wandb_env()
-        log.info("Instantiating logger %s <%s>", name, conf._target_)
-        loggers.append(hydra.utils.instantiate(conf))
-    return loggers
+        if before is not None:
+            before(conf)
+        log.info("Instantiating %s %s <%s>", what, name, conf._target_)
+        objects.append(hydra.utils.instantiate(conf))
+    return objects
+
+
+def instantiate_loggers(cfg: DictConfig | None) -> list:
+    """One logger per entry with a ``_target_``; W&B's mode is settled before it starts."""
+    return _instantiate_each(cfg, "logger", lambda conf: prepare_wandb_env() if "Wandb" in conf._target_ else None)
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list:
     """One callback per entry with a ``_target_``."""
-    callbacks = []
-    if not cfg:
-        return callbacks
-    for name, conf in cfg.items():
-        if conf is None or "_target_" not in conf:
-            continue
-        log.info("Instantiating callback %s <%s>", name, conf._target_)
-        callbacks.append(hydra.utils.instantiate(conf))
-    return callbacks
+    return _instantiate_each(cfg, "callback")
 
 
 def finish_loggers(loggers: list) -> None:
