@@ -166,14 +166,10 @@ def teacher_test_metrics(teacher: TeacherResult, dm: ClassificationDataModule, c
         cached = json.loads(path.read_text())
         if cached.get("n") == len(dm.ids("test")):
             return {**cached, "from_cache": True}
-    test = _test_block(teacher.module, dm, cfg, loggers)
+    test = evaluate(teacher.module, dm, cfg, loggers)
     if cfg.get("use_teacher_cache", True) and (teacher.cache_dir / META_FILE).is_file():
         atomic_write_json(path, test)
     return test
-
-
-def _test_block(module, dm, cfg, loggers) -> dict:
-    return evaluate(module, dm, cfg, loggers)
 
 
 def _fit_best(
@@ -253,7 +249,7 @@ def run_student(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherR
     )
     dm.set_encoder(bundle.encoder)
     train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
-    test = _test_block(module, dm, cfg, loggers)
+    test = evaluate(module, dm, cfg, loggers)
     return bundle, {
         "name": s.name,
         "kind": s.kind,

@@ -25,6 +25,7 @@ from torch import nn
 
 from bertcompress.data.datamodule import PadCollator, TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.models.students import HFStudent
 from bertcompress.utils.io import atomic_dir, atomic_write_json
 
 MANIFEST = "manifest.json"
@@ -48,15 +49,6 @@ def meta_skeleton(module: nn.Module) -> nn.Module:
             if p is not None:
                 sub._parameters[name] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
     return skeleton
-
-
-class _HFLogits(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch):
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
 def save_artifact(
@@ -183,7 +175,7 @@ def hf_predictor(
         "text_normalizer": normalizer,
     }
     encoder = TextEncoder(AutoTokenizer.from_pretrained(path), max_length, get_text_normalizer(normalizer))
-    module = _HFLogits(AutoModelForSequenceClassification.from_pretrained(path).eval())
+    module = HFStudent(AutoModelForSequenceClassification.from_pretrained(path).eval())
     return Predictor(path, manifest, encoder, module=module)
 
 
@@ -205,7 +197,7 @@ def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
     if fmt == "hf":
         from transformers import AutoModelForSequenceClassification
 
-        module = _HFLogits(AutoModelForSequenceClassification.from_pretrained(path).eval())
+        module = HFStudent(AutoModelForSequenceClassification.from_pretrained(path).eval())
         return Predictor(path, manifest, encoder, module=module)
     if fmt == "torch":
         import bertcompress.models.students  # noqa: F401  (classes the pickle refers to)
