@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Re-measure the figures quoted in the README on full UBMEC with the offline teacher (me5_small).
 # Each job reuses the cached fine-tuned teacher (run `python train.py` first) and its cached logits.
+# Usage: scripts/measure_bars.sh [all|compression|kd|dpq]
 # Run dirs: logs/bars/<name>/results.json; summary: python scripts/summarize.py logs/bars
 set -euo pipefail
 cd "$(dirname "$0")/.."
-job() { local name=$1; shift; echo "== $name: python train.py $*"; /usr/bin/time -f "$name wall %e s" \
+# ONLY=<regex> keeps just the jobs whose name matches, e.g. ONLY='ensemble|cnn_lstm' scripts/measure_bars.sh kd
+job() { local name=$1; shift; [[ -z ${ONLY:-} || $name =~ ^(${ONLY})$ ]] || return 0; echo "== $name: python train.py $*"; /usr/bin/time -f "$name wall %e s" \
   python train.py task_name=bars hydra.run.dir=logs/bars/"$name" logger=csv "$@" > logs/bars/"$name".log 2>&1 \
   || echo "$name FAILED (see logs/bars/$name.log)"; }
 mkdir -p logs/bars

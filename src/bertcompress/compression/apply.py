@@ -6,7 +6,6 @@ The paper's combinations: P (pruning), Q (quantization), P+Q, each after D (dist
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from torch import nn
 
 from bertcompress.compression.artifact import meta_skeleton, save_artifact
 from bertcompress.compression.pruning import PruningCallback, check_amount
-from bertcompress.compression.quantization import check_quant_config, export_onnx, quantize_onnx, quantize_torch
+from bertcompress.compression.quantization import QuantizationCallback, check_quant_config
 from bertcompress.compression.structured import head_importance, prune_structured
 from bertcompress.data.datamodule import TextEncoder
 
@@ -117,32 +116,16 @@ def compress_and_save(
         extra=extra,
     )
     if q and q.get("mode"):
-        if q.backend == "onnxruntime":
-            example = next(iter(calibration_loader)) if calibration_loader is not None else None
-            if example is None:
-                raise ValueError("backend 'onnxruntime' needs a data batch to export the model")
-            with tempfile.TemporaryDirectory() as tmp:
-                fp32 = export_onnx(module, Path(tmp) / "fp32.onnx", example)
-                int8 = Path(tmp) / "int8.onnx"
-                calibration = None
-                if q.mode == "static":
-                    calibration = list(itertools.islice(calibration_loader, int(q.calibration_batches)))
-                report["quantization"] = quantize_onnx(
-                    fp32,
-                    int8,
-                    q.mode,
-                    bool(q.get("quantize_embeddings", True)),
-                    calibration,
-                    q.get("observer", "minmax"),
-                    bool(q.get("per_channel", False)),
-                )
-                save_artifact(out_dir, "onnx", onnx_file=int8, **common)
-        else:
-            skeleton = meta_skeleton(module) if q.backend == "torchao" and q.mode == "dynamic" else None
-            module, report["quantization"] = quantize_torch(
-                module, q.mode, q.backend, bool(q.get("quantize_embeddings", False))
-            )
-            save_artifact(out_dir, "torch", module=module, skeleton=skeleton, **common)
+        ptq = QuantizationCallback.from_config(q)
+        with tempfile.TemporaryDirectory() as tmp:
+            if q.backend == "torchao" and q.mode == "dynamic":
+                common["skeleton"] = meta_skeleton(module)  # torchao weights reload into this skeleton
+            quantized = ptq.apply(module, calibration_loader, tmp)
+            report["quantization"] = quantized.report
+            if quantized.kind == "onnx":
+                save_artifact(out_dir, "onnx", onnx_file=quantized.onnx_file, **common)
+            else:
+                save_artifact(out_dir, "torch", module=quantized.module, **common)
     elif hf_model is not None and not structured:
         save_artifact(out_dir, "hf", hf_model=hf_model, **common)
     else:

@@ -13,10 +13,14 @@ backend and what it lacks; none falls back to another silently.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import torch
 from torch import nn
 
@@ -146,6 +150,109 @@ def quantized_parts(model: nn.Module) -> dict:
         elif isinstance(m, nn.Embedding | nn.Linear | nn.LSTM | nn.Conv1d):
             floating[type(m).__name__] = floating.get(type(m).__name__, 0) + 1
     return {"quantized_modules": quantized, "float_modules": floating}
+
+
+@dataclass
+class QuantizedModel:
+    """The result of PTQ: a torch module (``kind='torch'``) or an int8 ONNX file (``kind='onnx'``)."""
+
+    kind: str
+    report: dict
+    module: nn.Module | None = None
+    onnx_file: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class QuantizationCallback(L.Callback):
+    """Post-training quantization (PTQ) of the trained model, as a Lightning callback.
+
+    Used two ways: the pipeline calls :meth:`apply` on the run's final model (after distillation and
+    pruning), and, in a Lightning loop, ``on_fit_end`` quantizes a copy of ``pl_module.model`` with the
+    datamodule's train batches as calibration data and keeps it in ``self.result`` (the trained module
+    itself stays fp32).
+
+    Args:
+        mode: ``dynamic`` (int8 weights, activations quantized on the fly), ``static`` (int8 weights and
+            activations, calibrated on ``calibration_batches`` training batches with ``observer``),
+            ``fp16`` or ``bf16`` (weights cast).
+        backend: ``torchao``, ``torch_ao`` (deprecated torch.ao; Linear + LSTM) or ``onnxruntime``.
+        quantize_embeddings: also quantize the word-embedding table (ORT: the Gather; torch_ao: 8-bit
+            weight-only); torch dynamic int8 otherwise leaves it fp32.
+
+    Raises:
+        ValueError / QuantizationError: on construction, for a config the backend cannot do
+        (see :func:`check_quant_config`); never falls back to another backend.
+    """
+
+    def __init__(
+        self,
+        mode: str = "dynamic",
+        backend: str = "torch_ao",
+        quantize_embeddings: bool = False,
+        per_channel: bool = False,
+        calibration_batches: int | None = 8,
+        observer: str = "minmax",
+    ):
+        check_quant_config(mode, backend, calibration_batches, observer)
+        self.mode, self.backend = mode, backend
+        self.quantize_embeddings, self.per_channel = bool(quantize_embeddings), bool(per_channel)
+        self.calibration_batches, self.observer = calibration_batches, observer
+        self.result: QuantizedModel | None = None
+
+    @classmethod
+    def from_config(cls, q) -> QuantizationCallback:
+        """From a ``compression.quantization`` config node (dict-like)."""
+        return cls(
+            q["mode"],
+            q["backend"],
+            bool(q.get("quantize_embeddings", False)),
+            bool(q.get("per_channel", False)),
+            q.get("calibration_batches"),
+            q.get("observer", "minmax"),
+        )
+
+    def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
+        """Quantize ``module`` (batch -> logits [batch, num_labels]); torch backends work in place.
+
+        Args:
+            calibration_loader: batches with ``input_ids``/``attention_mask`` (ONNX export needs one;
+                static PTQ reads ``calibration_batches`` of them).
+            workdir: where the ONNX backend writes ``fp32.onnx`` and ``int8.onnx``.
+
+        Raises:
+            ValueError: the ONNX backend without data or without a workdir.
+        """
+        module = module.eval()
+        if self.backend != "onnxruntime":
+            qmodule, report = quantize_torch(module, self.mode, self.backend, self.quantize_embeddings)
+            return QuantizedModel("torch", report, module=qmodule)
+        if calibration_loader is None:
+            raise ValueError("backend 'onnxruntime' needs a data batch to export the model (calibration_loader=None)")
+        if workdir is None:
+            raise ValueError("backend 'onnxruntime' needs a workdir for the exported graphs")
+        example = next(iter(calibration_loader))
+        fp32 = export_onnx(module, Path(workdir) / "fp32.onnx", example)
+        int8 = Path(workdir) / "int8.onnx"
+        calibration = None
+        if self.mode == "static":
+            calibration = list(itertools.islice(calibration_loader, int(self.calibration_batches)))
+        report = quantize_onnx(
+            fp32, int8, self.mode, self.quantize_embeddings, calibration, self.observer, self.per_channel
+        )
+        return QuantizedModel("onnx", report, onnx_file=int8)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import tempfile
+
+        from bertcompress.models.students import HFStudent
+
+        # DistillStudent keeps the batch -> logits module in .student; TeacherFinetune an HF model in .model
+        student = getattr(pl_module, "student", None)
+        model = copy.deepcopy(student if student is not None else HFStudent(pl_module.model)).cpu()
+        loader = trainer.datamodule.train_dataloader() if getattr(trainer, "datamodule", None) else None
+        workdir = tempfile.mkdtemp(prefix="bertcompress-ptq-") if self.backend == "onnxruntime" else None
+        self.result = self.apply(model, loader, workdir)
+        log.info("PTQ (%s, %s) done: %s", self.mode, self.backend, self.result.report)
 
 
 # ---------------------------------------------------------------------------------------------- ONNX
