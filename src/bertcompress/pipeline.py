@@ -306,6 +306,55 @@ def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, artifact: Path,
     )
 
 
+def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> dict | None:
+    """Fit (or load from ``${paths.cache_dir}/baselines``) the classical floor and benchmark it, reloaded
+    from disk, against the same fp32 teacher as the final model. Returns its results block, or None
+    for ``baseline=none``."""
+    b = cfg.get("baseline") or {}
+    if b.get("name", "none") == "none":
+        return None
+    params = OmegaConf.to_container(b.model, resolve=True)
+    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
+    path = Path(cfg.paths.cache_dir) / "baselines" / f"{b.name}-{stable_hash(key)}"
+    hit = (path / "manifest.json").is_file()
+    fit_time = 0.0
+    if not hit:
+        start = time.perf_counter()
+        model = hydra.utils.instantiate(b.model).fit(dm.texts("train"), dm.label_ids("train"), dm.labels)
+        fit_time = time.perf_counter() - start
+        model.save(path, extra={"key": key, "fit_time_s": fit_time})
+    bb = cfg.benchmark
+    predictor = load_artifact(path)
+    if not bb.enabled:
+        probs = predictor.predict_proba(dm.texts("test"))
+        test = classification_metrics(dm.label_ids("test"), probs.argmax(-1).tolist(), dm.labels)
+        return {"name": b.name, "artifact": str(path), "cache_hit": hit, "fit_time_s": fit_time, "test": test}
+    reference = hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
+    bench = benchmark(
+        predictor,
+        dm.texts("test"),
+        dm.label_ids("test"),
+        reference=reference,
+        n_runs=int(bb.n_runs),
+        warmup=int(bb.warmup),
+        throughput_batches=int(bb.throughput_batches),
+        throughput_batch_size=int(bb.throughput_batch_size),
+        threads=int(bb.threads),
+        block_size=int(bb.get("block_size", 10)),
+        evaluate_reference=False,
+    )
+    log.info("Baseline %s: test macro-F1 %.2f (%s)", b.name, bench["test"]["macro_f1"], "cached" if hit else "fitted")
+    return {
+        "name": b.name,
+        "artifact": str(path),
+        "cache_hit": hit,
+        "fit_time_s": fit_time,
+        "test": bench["test"],
+        "params": bench["params"],
+        "benchmark": bench,
+    }
+
+
 def run(cfg: DictConfig) -> dict:
     """Run the configured job and write ``results.json`` atomically into the run dir.
 
@@ -387,6 +436,11 @@ def run(cfg: DictConfig) -> dict:
                 latency_p95_ms=bench["latency_ms"]["p95"],
                 throughput_seq_s=bench["throughput_seq_s"],
             )
+        baseline = run_baseline(cfg, dm, teacher)
+        if baseline is not None:
+            results["baseline"] = baseline
+            # the final model has a reason to exist only if it beats the free floor
+            results["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
         results["retention"] = {
             "macro_f1": final_test["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
             "accuracy": final_test["accuracy"] / max(teacher_test["accuracy"], 1e-9),

@@ -51,7 +51,10 @@ def zipped_mb(path: Path) -> float:
 
 
 def artifact_params(predictor: Predictor) -> dict:
-    """Parameter counts of a torch artifact, or initializer element counts of an ONNX one."""
+    """Parameter counts of a torch artifact, initializer element counts of an ONNX one, or the
+    learned numbers (coefficients + idf weights) of a TF-IDF + LR one."""
+    if predictor.text_model is not None:
+        return predictor.text_model.num_parameters()
     if predictor.module is not None:
         counts = count_parameters(predictor.module)
         packed = _packed_params(predictor.module)
@@ -103,6 +106,7 @@ def benchmark(
     evaluate: bool = True,
     cuda: bool = False,
     block_size: int = 10,
+    evaluate_reference: bool = True,
 ) -> dict:
     """Measure ``predictor`` (and ``reference`` interleaved with it) on the test texts.
 
@@ -112,6 +116,7 @@ def benchmark(
         block_size: timed runs per model per interleaved block (see the comment in the code).
         throughput_batches: timed batches of ``throughput_batch_size`` sequences.
         threads: torch intra-op threads for the measurement (None: leave as set).
+        evaluate_reference: also test the reference's accuracy (off when it is known already).
 
     Returns:
         A dict: ``latency_ms`` {p50, p95, mean}, ``throughput_seq_s``, ``size_mb``, ``size_zip_mb``,
@@ -146,7 +151,7 @@ def benchmark(
         for k, m in enumerate(models):
             thr_time[k] += _time(m.logits, bigs[k][i]) / 1000.0
 
-    def block(k: int, m: Predictor) -> dict:
+    def block(k: int, m: Predictor, evaluate: bool = evaluate) -> dict:
         lat_k = np.array(lat[k])
         out = {
             "latency_ms": {
@@ -162,7 +167,7 @@ def benchmark(
             "size_zip_mb": zipped_mb(m.weights_file),
             "params": artifact_params(m),
             "format": m.manifest.get("format"),
-            "max_length": m.encoder.max_length,
+            "max_length": m.encoder.max_length if m.encoder is not None else None,
         }
         if evaluate:
             start = time.perf_counter()
@@ -180,7 +185,7 @@ def benchmark(
 
     result = block(0, predictor)
     if reference is not None:
-        ref = block(1, reference)
+        ref = block(1, reference, evaluate and evaluate_reference)
         result["reference"] = ref
         result["speedup"] = ref["latency_ms"]["p50"] / result["latency_ms"]["p50"]
         result["throughput_speedup"] = (result["throughput_seq_s"] or 0) / (ref["throughput_seq_s"] or 1)

@@ -6,7 +6,8 @@ Formats (``manifest["format"]``):
   the static-embedding students; loading needs this package and ``torch.load(weights_only=False)``.
   torchao-quantized models cannot be pickled whole: ``model.pt`` then holds the state dict and
   ``skeleton.pt`` the module on the meta device, filled with ``load_state_dict(assign=True)``;
-- ``onnx``: ``model.onnx`` run with ONNX Runtime (inputs ``input_ids``, ``attention_mask``).
+- ``onnx``: ``model.onnx`` run with ONNX Runtime (inputs ``input_ids``, ``attention_mask``);
+- ``sklearn``: the TF-IDF + LR baseline (:mod:`bertcompress.models.tfidf`), raw text in.
 
 The manifest gives label names, max_length, the text normalizer, the format and how to load it,
 plus what compression was applied.
@@ -115,14 +116,16 @@ def save_artifact(
 class Predictor:
     """A loaded artifact: tokenizes with its own tokenizer and runs its model on CPU.
 
-    ``logits(batch)``: batch dict of (B, T) int64 tensors -> (B, C) float32 numpy.
+    ``logits(batch)``: batch dict of (B, T) int64 tensors -> (B, C) float32 numpy. For a text model
+    (``sklearn`` format: TF-IDF + LR) a batch is a list of B strings, since vectorizing is its model.
     """
 
     path: Path
     manifest: dict
-    encoder: TextEncoder
+    encoder: TextEncoder | None
     module: nn.Module | None = None
     session: object | None = None
+    text_model: object | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -132,7 +135,9 @@ class Predictor:
     def weights_file(self) -> Path:
         return self.path / self.manifest["weights"]
 
-    def logits(self, batch: dict) -> np.ndarray:
+    def logits(self, batch: dict | list[str]) -> np.ndarray:
+        if self.text_model is not None:
+            return self.text_model.logits(batch)
         if self.session is not None:
             feeds = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()}
             return self.session.run(["logits"], feeds)[0]
@@ -141,6 +146,8 @@ class Predictor:
 
     def batches(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         """Tokenize once and pad per batch (dynamic padding): the inputs of timed runs."""
+        if self.text_model is not None:
+            return [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
         ids = self.encoder(list(texts))
         collate = PadCollator(self.encoder.tokenizer)
         out = []
@@ -191,6 +198,10 @@ def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
     if not (path / MANIFEST).is_file():
         raise FileNotFoundError(f"{path} is not a bertcompress artifact: it has no {MANIFEST}")
     manifest = json.loads((path / MANIFEST).read_text())
+    if manifest["format"] == "sklearn":
+        from bertcompress.models.tfidf import TfidfLR
+
+        return Predictor(path, manifest, None, text_model=TfidfLR.load(path))
     tokenizer = AutoTokenizer.from_pretrained(path)
     encoder = TextEncoder(tokenizer, manifest["max_length"], get_text_normalizer(manifest.get("text_normalizer")))
     fmt = manifest["format"]
