@@ -1,10 +1,12 @@
 """Console scripts: ``bertcompress-predict`` (classify text with any saved artifact) and
-``bertcompress-bench`` (benchmark an artifact against a reference on a test file)."""
+``bertcompress-bench`` (benchmark an artifact against a reference on a test file) and
+``bertcompress-report`` (a sweep's tables and figures)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -96,4 +98,26 @@ def bench(argv: list[str] | None = None) -> int:
         print(f"speedup {result['speedup']:.2f}x  compression {result['compression_ratio']:.2f}x vs {args.reference}")
     if args.out:
         atomic_write_json(args.out, result)
+    return 0
+
+
+def report(argv: list[str] | None = None) -> int:
+    """Aggregate every results.json under a sweep or runs dir into tables (CSV, Markdown), PNG figures and
+    one self-contained HTML page, written to <dir>/report (or --out)."""
+    parser = argparse.ArgumentParser(prog="bertcompress-report", description=report.__doc__)
+    parser.add_argument("root", help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of runs")
+    parser.add_argument("--out", default=None, help="output dir (default: <root>/report)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from bertcompress.report.build import make_report
+
+    try:
+        result = make_report(args.root, args.out)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    agg = result["summary"]
+    print(f"{len(agg)} configurations -> {result['dir']}")
+    for f in result["files"]:
+        print(f"  {f}")
     return 0

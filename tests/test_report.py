@@ -1,0 +1,85 @@
+"""The report: tables with known numbers from fixture results, the figures, the HTML page, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bertcompress.report.build import make_report
+from bertcompress.report.collect import load_runs
+from bertcompress.report.tables import pareto_front
+from tests.conftest import ROOT
+from tests.report_fixtures import write_sweep
+
+
+@pytest.fixture
+def report(tmp_path):
+    return make_report(write_sweep(tmp_path / "sweep"))
+
+
+def test_tables_average_seeds_and_flag_the_floor(report):
+    summary = pd.read_csv(report["dir"] / "summary.csv")
+    row = summary.set_index("model")
+    teacher = row.loc["t"]
+    assert teacher["table"] == "baselines" and teacher["n_seeds"] == 2
+    assert teacher["macro_f1"] == pytest.approx(51.0) and teacher["macro_f1_std"] == pytest.approx(1.4142, abs=1e-3)
+    assert teacher["accuracy"] == pytest.approx(56.0)
+    cnn = row.loc["t→cnn"]
+    assert cnn["table"] == "distillation" and cnn["macro_f1"] == pytest.approx(48.0)
+    assert cnn["speedup"] == pytest.approx(20.0) and cnn["compression_ratio"] == pytest.approx(50.0)
+    assert row.loc["t→cnn (no KD)", "macro_f1"] == pytest.approx(45.0)
+    assert row.loc["t+quant", "table"] == "pruning_quantization"
+    assert row.loc["t→cnn+prune_quant", "table"] == "combinations"
+    # the floor: tfidf_lr from the runs' baseline blocks (48.0); rows at or below it are flagged
+    assert row.loc["tfidf_lr", "macro_f1"] == pytest.approx(48.0) and row.loc["tfidf_lr", "table"] == "baselines"
+    flagged = set(summary.loc[summary["below_floor"], "model"])
+    assert flagged == {"t→cnn", "t→cnn (no KD)"}
+    # Pareto front over (macro-F1 up, latency down)
+    assert set(summary.loc[summary["pareto"], "model"]) == {"t", "t+quant", "t→cnn+prune_quant"}
+    md = (report["dir"] / "summary.md").read_text()
+    for title in ("Table 4", "Table 5", "Table 6", "Table 7", "Pareto front", "Failed jobs", "RuntimeError: boom"):
+        assert title in md
+    assert "51.00 ± 1.41" in md and "⚠ below floor" in md
+    assert "teacher fine-tuned in 5 run(s), reused in 2" in md
+
+
+def test_every_figure_and_a_self_contained_page(report):
+    out = report["dir"]
+    for name in ("sizes", "accuracy_f1", "speedup", "compression_ratio", "pareto", "radar_baselines",
+                 "radar_distillation", "radar_pruning_quantization", "radar_combinations"):  # fmt: skip
+        png = out / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, name
+    assert len(list((out / "confusion").glob("*.png"))) == 6  # one per finished neural configuration
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == len([f for f in report["files"] if f.suffix == ".png"])
+    assert 'src="http' not in page and "Table 7" in page
+    runs = pd.read_csv(out / "runs.csv")
+    assert (runs["status"] == "failed").sum() == 1
+
+
+def test_pareto_front_by_hand():
+    f1 = pd.Series([50.0, 49.0, 48.0, 47.0, None])
+    latency = pd.Series([20.0, 10.0, 12.0, 1.0, 0.5])
+    assert pareto_front(f1, latency).tolist() == [True, True, False, True, False]
+
+
+def test_load_runs_errors_name_the_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such dir"):
+        load_runs(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="no results.json"):
+        load_runs(tmp_path)
+
+
+def test_report_cli(tmp_path):
+    root = write_sweep(tmp_path / "sweep")
+    out = subprocess.run([sys.executable, str(ROOT / "report.py"), str(root), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "configurations" in out.stdout and (tmp_path / "r" / "index.html").is_file()
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "report.py"), str(tmp_path / "nope")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "no such dir" in bad.stderr
