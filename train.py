@@ -16,10 +16,10 @@ load_dotenv()  # .env: WANDB_*, HF_HOME, BERTCOMPRESS_DATA_DIR (see .env.example
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from bertcompress.pipeline import run
+    from bertcompress.pipeline import metric_value, run_job
 
-    results = run(cfg)
-    return results.get("macro_f1")  # the value an Optuna sweep optimises
+    results = run_job(cfg)
+    return metric_value(results, cfg.get("optimized_metric"))  # what an Optuna sweep optimises
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ GROUPS = [
     "hydra",
     "experiment",
     "debug",
+    "hparams_search",
+    "baseline",
 ]
 
 

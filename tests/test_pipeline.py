@@ -67,8 +67,14 @@ def test_wandb_offline_writes_a_run_dir(tmp_path, tiny_run_overrides, monkeypatc
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "run"))
     overrides = [o for o in tiny_run_overrides if o != "logger=csv"]
     limits = ["trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1"]
-    run(compose([*overrides, *limits, "logger=wandb"], tmp_path))
+    run(compose([*overrides, *limits, "logger=wandb", "logger.wandb.log_model=true"], tmp_path))
     runs = list((tmp_path / "run").rglob("offline-run-*"))
     assert runs, "no W&B offline run dir was written"
     assert list(runs[0].glob("*.wandb"))
     assert (tmp_path / "run" / "csv").is_dir()  # the CSV logger runs beside it
+    # offline, the summary and the artifact manifest live in the run's .wandb record file
+    record = next(runs[0].glob("*.wandb")).read_bytes()
+    assert b"benchmark/latency_ms/p50" in record and b"final_test/macro_f1" in record
+    assert b"manifest.json" in record and b"model.safetensors" in record  # the final artifact, log_model=true
+    assert list((runs[0] / "files" / "media" / "images" / "test").glob("confusion_matrix*.png"))
+    assert any("per_class" in str(p) for p in (runs[0] / "files").rglob("*.table.json"))

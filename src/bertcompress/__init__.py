@@ -11,5 +11,64 @@ def run_name(teacher: str, student: str = "none", compression: str = "none") -> 
     return name if compression in (None, "none") else f"{name}+{compression}"
 
 
-if not OmegaConf.has_resolver("run_name"):
-    OmegaConf.register_new_resolver("run_name", run_name)
+def wandb_group(task_name: str, sweep_name: str) -> str:
+    """W&B group: ``<task_name>/<sweep_name>`` for the jobs of a multirun, ``task_name`` for a single run."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return f"{task_name}/{sweep_name}"
+    except Exception:  # noqa: BLE001  (no Hydra context)
+        pass
+    return str(task_name)
+
+
+def threads_per_job(threads: int) -> int:
+    """Torch threads for one job: ``threads``, but never more than this machine's cores divided by the
+    jobs a parallel launcher runs at once (``hydra/launcher=joblib``, ``hydra.launcher.n_jobs``; -1 = one
+    job per core), so that parallel jobs do not oversubscribe the cores."""
+    import os
+
+    threads, cores = int(threads), os.cpu_count() or 1
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            n_jobs = HydraConfig.get().launcher.get("n_jobs")
+            if n_jobs is not None:
+                n_jobs = cores if int(n_jobs) < 0 else int(n_jobs)
+                return max(1, min(threads, cores // max(1, n_jobs)))
+    except Exception:  # noqa: BLE001  (no Hydra context)
+        pass
+    return threads
+
+
+# overrides that never name a job dir: where things are written, how they are logged, sweep settings
+_NOT_IN_DIRNAME = ("hydra.", "hydra/", "paths.", "logger", "sweep_name", "experiment", "skip_finished", "+", "~")
+
+
+def job_dirname(overrides) -> str:
+    """A sweep job's dir name from its overrides (``hydra.overrides.task``): the config-group choices in
+    order, e.g. ``compression=prune,student=cnn``, plus a short hash of every other override (``+1a2b3c4d``)
+    so that jobs differing in a hyper-parameter get distinct, stable dirs and long values never make
+    the name too long for the filesystem."""
+    import hashlib
+
+    kept = sorted(str(o) for o in overrides if not str(o).startswith(_NOT_IN_DIRNAME))
+    choices = [o for o in kept if "." not in o.split("=", 1)[0]]
+    rest = [o for o in kept if o not in choices]
+    name = ",".join(choices) or "job"
+    if rest:
+        name += "+" + hashlib.sha256("\n".join(rest).encode()).hexdigest()[:8]
+    return name.replace("/", "_")[:200]
+
+
+for _name, _fn in (
+    ("run_name", run_name),
+    ("wandb_group", wandb_group),
+    ("threads_per_job", threads_per_job),
+    ("job_dirname", job_dirname),
+):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)

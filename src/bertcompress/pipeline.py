@@ -32,6 +32,7 @@ from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.models.student_builder import build_student
 from bertcompress.models.students import HFStudent
+from bertcompress.report.tracking import log_results
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
 from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
 
@@ -441,6 +442,11 @@ def run(cfg: DictConfig) -> dict:
             results["baseline"] = baseline
             # the final model has a reason to exist only if it beats the free floor
             results["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
+        if dm.ids("val"):  # the compressed artifact on the validation split: what a sweeper may tune on
+            probs = load_artifact(out_dir / "artifact", threads=int(cfg.hardware.threads)).predict_proba(
+                dm.texts("val")
+            )
+            results["final_val"] = classification_metrics(dm.label_ids("val"), probs.argmax(-1).tolist(), dm.labels)
         results["retention"] = {
             "macro_f1": final_test["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
             "accuracy": final_test["accuracy"] / max(teacher_test["accuracy"], 1e-9),
@@ -463,16 +469,70 @@ def run(cfg: DictConfig) -> dict:
             results["macro_f1"],
             out_dir / "results.json",
         )
+        log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
         for lg in loggers:
-            if type(lg).__name__ == "WandbLogger":
-                lg.experiment.summary.update(
-                    {
-                        "final/accuracy": results["accuracy"],
-                        "final/macro_f1": results["macro_f1"],
-                        "teacher/test_macro_f1": teacher_test["macro_f1"],
-                        "teacher/cache_hit": teacher.cache_hit,
-                    }
-                )
+            log_results(lg, results, out_dir / "artifact", log_model)
         return results
     finally:
         finish_loggers(loggers)
+
+
+def _is_multirun() -> bool:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # noqa: BLE001  (no Hydra context: a plain call)
+        return False
+
+
+def run_job(cfg: DictConfig) -> dict:
+    """:func:`run` for one job of a run or sweep, with resumable sweeps and recorded failures.
+
+    - With ``skip_finished`` and a finished ``results.json`` already in the run dir, the job is skipped
+      and that result returned (``skipped: true``): re-running a sweep redoes only what did not finish.
+    - When the job raises, ``results.json`` gets ``status: failed`` with the error and traceback (written
+      atomically). In a multirun the sweep goes on; a single run re-raises (non-zero exit).
+    """
+    import traceback
+
+    path = Path(cfg.paths.output_dir) / "results.json"
+    if cfg.get("skip_finished", True) and path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            previous = {}
+        if previous.get("status") == "finished":
+            log.info("Skipping %s: %s already finished", cfg.get("run_name"), path)
+            return {**previous, "skipped": True}
+    try:
+        return run(cfg)
+    except Exception as e:
+        failed = {
+            "status": "failed",
+            "run_name": cfg.get("run_name"),
+            "error": f"{type(e).__name__}: {e}",
+            "traceback": traceback.format_exc(),
+            "config": OmegaConf.to_container(cfg, resolve=False),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, failed)
+        if not _is_multirun():
+            raise
+        log.exception("Job %s failed (recorded in %s); the sweep goes on", cfg.get("run_name"), path)
+        return failed
+
+
+def metric_value(results: dict, name: str | None) -> float | None:
+    """The value a sweeper optimises: ``val/macro_f1`` -> results["final_val"]["macro_f1"]; ``macro_f1`` ->
+    results["macro_f1"]; NaN for a failed job (Optuna then marks the trial failed)."""
+    if not name:
+        return None
+    if results.get("status") != "finished":
+        return float("nan")
+    stage, _, key = name.rpartition("/")
+    block = results.get({"val": "final_val", "test": "final_test", "": None}.get(stage, stage)) if stage else results
+    if block is None or key not in block:
+        raise KeyError(f"optimized_metric={name!r}: results.json has no such figure (try val/macro_f1)")
+    return float(block[key])

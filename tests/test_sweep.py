@@ -1,0 +1,152 @@
+"""Sweeps: a tiny multirun grid (one job per combination, caches hit, a failure recorded while the
+others finish, a re-run skips finished jobs), the joblib launcher, and the launcher/search configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bertcompress.pipeline import metric_value
+from tests.conftest import CONF_DIR, DATA_DIR, ROOT, compose, requires_ubmec
+
+
+def _train_m(tmp: Path, overrides: list[str], sweep: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, str(ROOT / "train.py"), "-m", *overrides,
+        f"paths.data_dir={DATA_DIR}", f"paths.cache_dir={tmp / 'cache'}", f"paths.log_dir={tmp / 'logs'}",
+        f"hydra.sweep.dir={tmp / sweep}",
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+
+
+def _results(sweep_dir: Path) -> dict[str, dict]:
+    """``"student+compression"`` -> results.json of that job."""
+    out = {}
+    for p in sweep_dir.glob("*/results.json"):
+        r = json.loads(p.read_text())
+        out[f"{r['config']['student']['name']}+{r['config']['compression']['name']}"] = {**r, "dir": p.parent.name}
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, tiny_bert_dir):
+    """student {none, cnn} x compression {none, prune_structured}: cnn + structured pruning fails
+    (structured pruning needs a transformer), the other three finish."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    overrides = [
+        "teacher=me5_small",  # the grid axis, fixed (the default grid would sweep hub teachers)
+        f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert", "teacher.module.freeze_word_embeddings=false",
+        "data.limit_train=64", "data.limit_val=32", "data.limit_test=48", "data.max_length=32", "data.batch_size=16",
+        "logger=csv", "callbacks.rich_progress_bar=null", "debug=fdr",
+        "benchmark.n_runs=3", "benchmark.warmup=1", "benchmark.throughput_batches=1", "benchmark.throughput_batch_size=8",
+        "student=none,cnn", "compression=none,prune_structured",
+    ]  # fmt: skip
+    first = _train_m(tmp, overrides, "grid")
+    return tmp, overrides, first
+
+
+@requires_ubmec
+def test_multirun_runs_every_combination_records_the_failure_and_reuses_caches(sweep):
+    tmp, _, proc = sweep
+    assert proc.returncode == 0, proc.stderr[-3000:]  # the failed job did not stop the sweep
+    results = _results(tmp / "grid")
+    assert set(results) == {"none+none", "cnn+none", "none+prune_structured", "cnn+prune_structured"}
+    # readable, stable job dirs: the group choices plus a hash of the other overrides
+    assert results["cnn+none"]["dir"].startswith("compression=none,debug=fdr,student=cnn,teacher=me5_small+")
+    failed = results.pop("cnn+prune_structured")
+    assert failed["status"] == "failed" and "structured pruning needs a transformer" in failed["error"]
+    assert "Traceback" in failed["traceback"]
+    assert all(r["status"] == "finished" for r in results.values())
+    # the teacher is fine-tuned once, by the first job; the logits are computed once
+    hits = sorted(r["teacher"]["cache_hit"] for r in results.values())
+    assert hits == [False, True, True]
+    assert results["cnn+none"]["student"]["logit_cache_hit"] is False
+    assert failed["config"]["student"]["name"] == "cnn"
+    teachers = list((tmp / "cache" / "teachers").iterdir())
+    assert len(teachers) == 1
+
+
+@requires_ubmec
+def test_rerunning_a_sweep_skips_finished_jobs_and_redoes_failed_ones(sweep):
+    tmp, overrides, _ = sweep
+    dirs = {k: r["dir"] for k, r in _results(tmp / "grid").items()}
+    before = {k: (tmp / "grid" / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
+    again = _train_m(tmp, overrides, "grid")
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = {k: (tmp / "grid" / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"cnn+prune_structured"}  # only the failed job ran again
+    assert "already finished" in again.stdout + again.stderr
+
+
+@requires_ubmec
+def test_joblib_launcher_runs_two_jobs_in_parallel(sweep):
+    tmp, overrides, _ = sweep
+    grid = [o for o in overrides if not o.startswith(("student=", "compression="))]
+    proc = _train_m(tmp, [*grid, "student=none", "compression=none,prune", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "joblib")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = _results(tmp / "joblib")
+    assert set(results) == {"none+none", "none+prune"}
+    assert all(r["status"] == "finished" and r["teacher"]["cache_hit"] for r in results.values())
+    threads = {r["config"]["hardware"]["threads"] for r in results.values()}
+    assert threads == {max(1, min(2, (os.cpu_count() or 1) // 2))}  # cores shared, not oversubscribed
+
+
+def _hydra_compose(overrides):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose(config_name="train", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+
+def test_default_sweep_is_the_papers_grid():
+    params = _hydra_compose([]).hydra.sweeper.params
+    assert params == {
+        "teacher": "banglabert,mbert",
+        "student": "none,distil_mbert_mini",
+        "compression": "none,prune,quant,prune_quant",
+    }
+    offline = _hydra_compose(["experiment=offline_grid"])
+    assert offline.hydra.sweeper.params.teacher == "me5_small"
+    assert set(offline.hydra.sweeper.params.student.split(",")) == {"none", "teacher_6l", "bilstm", "cnn", "ensemble"}
+    assert offline.hydra.sweep.dir.endswith("offline_grid")  # a stable dir: re-running resumes it
+    paper = _hydra_compose(["experiment=paper_grid"]).hydra.sweeper.params
+    assert len(paper.student.split(",")) == 5 and len(paper.teacher.split(",")) == 2
+
+
+def test_submitit_ddp_and_optuna_configs_compose(tmp_path):
+    slurm = _hydra_compose(["hydra/launcher=slurm", "hydra.launcher.partition=gpu"]).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.partition == "gpu" and slurm.timeout_min == 120
+    assert _hydra_compose(["hydra/launcher=submitit_slurm"]).hydra.launcher._target_.endswith("SlurmLauncher")
+    ddp = compose(["hardware=ddp", "hardware.devices=4"], tmp_path)
+    assert ddp.trainer.strategy == "ddp" and ddp.trainer.devices == 4 and ddp.trainer.accelerator == "gpu"
+    optuna = _hydra_compose(["hparams_search=optuna", "student=bilstm"])
+    assert optuna.hydra.sweeper._target_.endswith("OptunaSweeper") and optuna.optimized_metric == "val/macro_f1"
+    params = optuna.hydra.sweeper.params
+    for key in ("student.loss.temperature", "student.loss.alpha", "student.optimizer.lr", "compression.pruning.amount"):
+        assert key in params
+    assert optuna.student.name == "bilstm" and optuna.hydra.sweeper.direction == "maximize"
+
+
+def test_threads_per_job_share_the_cores(tmp_path):
+    cfg = compose(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], tmp_path)
+    assert cfg.hardware.threads == max(1, min(2, (os.cpu_count() or 1) // 2))
+    assert compose([], tmp_path).hardware.threads == 2
+
+
+def test_metric_value_reads_the_validation_figure():
+    results = {"status": "finished", "macro_f1": 40.0, "final_val": {"macro_f1": 45.0}}
+    assert metric_value(results, "val/macro_f1") == 45.0 and metric_value(results, "macro_f1") == 40.0
+    assert metric_value({"status": "failed"}, "val/macro_f1") != metric_value({"status": "failed"}, "val/macro_f1")
+    with pytest.raises(KeyError, match="optimized_metric"):
+        metric_value(results, "val/nonsense")
