@@ -83,3 +83,22 @@ def test_report_cli(tmp_path):
         [sys.executable, str(ROOT / "report.py"), str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "no such dir" in bad.stderr
+
+
+def test_compare_runs_notebook_executes_on_a_fixture_sweep(tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    result = make_report(write_sweep(tmp_path / "sweep"))
+    monkeypatch.setenv("BERTCOMPRESS_REPORT_DIR", str(result["dir"]))
+    monkeypatch.setenv("BERTCOMPRESS_NOTEBOOK_OUT", str(tmp_path / "nb"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    nb = nbformat.read(ROOT / "notebooks" / "compare_runs.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    ).execute()
+    for name in ("accuracy_f1", "speedup", "compression_ratio", "pareto"):
+        assert (tmp_path / "nb" / f"{name}.png").stat().st_size > 5000
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the plots are shown inline
