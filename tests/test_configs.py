@@ -21,6 +21,7 @@ GROUPS = [
     "debug",
     "hparams_search",
     "baseline",
+    "augment",
 ]
 
 

@@ -6,6 +6,7 @@ plug in after :func:`get_teacher`, which returns the fine-tuned teacher and its 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,10 +24,18 @@ from bertcompress.benchmark.machine import machine_info
 from bertcompress.benchmark.params import count_parameters
 from bertcompress.compression.apply import FinalModel, compress_and_save, validate_compression
 from bertcompress.compression.artifact import hf_predictor, load_artifact
-from bertcompress.data.datamodule import ClassificationDataModule, TextEncoder
+from bertcompress.data.augment import TransferSet, build_transfer_set
+from bertcompress.data.datamodule import ClassificationDataModule, EncodedDataset, TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.module import DistillStudent
+from bertcompress.distill.multi_teacher import (
+    check_weights,
+    ensemble_probs,
+    ensemble_soft_logits,
+    out_of_fold_logits,
+    tune_weights,
+)
 from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCache
 from bertcompress.metrics import classification_metrics
 from bertcompress.models.classifier import TeacherFinetune
@@ -54,9 +64,20 @@ class TeacherResult:
     meta: dict
 
 
+# keys of a multi-teacher config that do not change the primary teacher's fine-tuned weights
+ENSEMBLE_KEYS = ("members", "weights", "weight_step", "primary")
+
+
+def teacher_name(cfg: DictConfig) -> str:
+    """The fine-tuned (primary) teacher's name: ``teacher.primary`` for a multi-teacher config, else ``teacher.name``."""
+    return cfg.teacher.get("primary") or cfg.teacher.name
+
+
 def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
-    """Everything that changes the fine-tuned weights: teacher, source, data, split, seed, hyper-params."""
+    """Everything that changes the fine-tuned weights: teacher, source, data, split, seed, hyper-params.
+    A multi-teacher config keys its primary teacher like the plain config of that teacher."""
     teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    teacher = {k: v for k, v in teacher.items() if k not in ENSEMBLE_KEYS} | {"name": teacher_name(cfg)}
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_keys = (
         "max_epochs",
@@ -84,7 +105,7 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
 
 
 def teacher_cache_path(cfg: DictConfig, key: dict) -> Path:
-    return Path(cfg.paths.cache_dir) / "teachers" / f"{cfg.teacher.name}-{stable_hash(key)}"
+    return Path(cfg.paths.cache_dir) / "teachers" / f"{teacher_name(cfg)}-{stable_hash(key)}"
 
 
 def _best_state(trainer: L.Trainer) -> str | None:
@@ -212,7 +233,163 @@ def soft_target_loss(cfg: DictConfig) -> SoftTargetLoss:
     return SoftTargetLoss(**OmegaConf.to_container(cfg.student.loss, resolve=True))
 
 
-def run_student(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult, loggers: list):
+def primary_logits(cfg: DictConfig, dm, teacher: TeacherResult, splits, extra_key=None):
+    """The fine-tuned teacher's logits ``{id: (C,)}`` on ``splits``, from the on-disk cache (or computed
+    once); returns ``(logits by id, the TeacherLogitCache)``."""
+    cache = TeacherLogitCache(
+        cfg.paths.cache_dir,
+        teacher_name(cfg),
+        teacher.cache_dir,
+        dm,
+        teacher.encoder,
+        splits=splits,
+        extra_key=extra_key,
+    )
+    return cache.load_or_compute(teacher.module, dm.eval_batch_size), cache
+
+
+@dataclass
+class TeacherEnsemble:
+    """Several teachers whose weighted, temperature-scaled probabilities are the soft targets
+    (:mod:`bertcompress.distill.multi_teacher`). Member 0 is the primary (fine-tuned) teacher."""
+
+    names: list[str]
+    weights: list[float]
+    logits: list[dict]  # per member: {example id: logits (C,) numpy} on train, val, test
+    text_logits: list  # per member: texts -> (N, C) logits, for transfer-set texts
+    val_macro_f1: float | None
+    test: dict
+    members_test: dict
+    tfidf_reports: dict
+
+    def stacked(self, ids) -> list[np.ndarray]:
+        return [np.stack([np.asarray(m[i]) for i in ids]) for m in self.logits]
+
+    def soft_logits_by_id(self, ids, temperature: float, transfer: tuple[list, list] | None = None) -> dict:
+        """``{id: T·log p̄ (C,)}`` for ``ids`` (and the transfer set's ids/texts)."""
+        z = ensemble_soft_logits(self.stacked(ids), self.weights, temperature)
+        out = dict(zip(ids, torch.from_numpy(z), strict=True))
+        if transfer and transfer[0]:
+            zt = ensemble_soft_logits([f(transfer[1]) for f in self.text_logits], self.weights, temperature)
+            out.update(zip(transfer[0], torch.from_numpy(zt), strict=True))
+        return out
+
+
+def _tfidf_member(cfg: DictConfig, member: DictConfig, dm) -> tuple[dict, object, dict]:
+    """Fit (or load) a ``tfidf_lr`` teacher; logits by id: out-of-fold on train, the full model elsewhere."""
+    from bertcompress.models.tfidf import TfidfLR
+
+    params = OmegaConf.to_container(member.model, resolve=True)
+    folds = int(member.get("oof_folds", 5))
+    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
+    path = Path(cfg.paths.cache_dir) / "baselines" / f"tfidf_lr-{stable_hash(key)}"
+    if not (path / "manifest.json").is_file():
+        hydra.utils.instantiate(member.model).fit(dm.texts("train"), dm.label_ids("train"), dm.labels).save(
+            path, extra={"key": key}
+        )
+    model = TfidfLR.load(path)
+    oof_path = path.with_name(path.name + f"-oof{folds}.npy")
+    if oof_path.is_file():
+        oof = np.load(oof_path)
+    else:
+        oof = out_of_fold_logits(
+            lambda: hydra.utils.instantiate(member.model), dm.texts("train"), dm.label_ids("train"), dm.labels, folds,
+            int(cfg.seed),
+        )  # fmt: skip
+        from bertcompress.utils.io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.save(buf, oof)
+        atomic_write_bytes(oof_path, buf.getvalue())
+    by_id = dict(zip(dm.ids("train"), oof, strict=True))
+    for split in ("val", "test"):
+        by_id.update(zip(dm.ids(split), model.logits(dm.texts(split)), strict=True))
+    return by_id, model.logits, {"artifact": str(path), "oof_folds": folds}
+
+
+def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers: list) -> TeacherEnsemble:
+    """The primary teacher plus ``cfg.teacher.members`` (``tfidf_lr`` or full transformer teacher configs),
+    weights from ``cfg.teacher.weights`` or tuned on validation macro-F1, and the ensemble's test metrics.
+
+    Raises:
+        ValueError: an unknown member kind, or weights that do not match the members.
+    """
+    names = [teacher_name(cfg)]
+    logits = [{k: v.numpy() for k, v in primary_logits(cfg, dm, teacher, ("train", "val", "test"))[0].items()}]
+
+    def primary_text_logits(texts):
+        from bertcompress.distill.soft_targets import predict_logits
+
+        ids = list(range(len(texts)))
+        ds = EncodedDataset(ids, teacher.encoder(texts), [-100] * len(texts))
+        return predict_logits(
+            teacher.module, ds, teacher.encoder.tokenizer, dm.eval_batch_size, "teacher logits (transfer)"
+        )[1].numpy()
+
+    text_logits, reports = [primary_text_logits], {}
+    for name, member in (cfg.teacher.get("members") or {}).items():
+        kind = member.get("kind", "transformer")
+        if kind == "tfidf_lr":
+            by_id, fn, reports[name] = _tfidf_member(cfg, member, dm)
+        elif kind == "transformer":
+            mcfg = OmegaConf.merge(cfg, {"teacher": member})
+            mteacher = get_teacher(mcfg, dm, loggers)
+            by_id = {k: v.numpy() for k, v in primary_logits(mcfg, dm, mteacher, ("train", "val", "test"))[0].items()}
+
+            def fn(texts, t=mteacher):
+                from bertcompress.distill.soft_targets import predict_logits
+
+                ds = EncodedDataset(list(range(len(texts))), t.encoder(texts), [-100] * len(texts))
+                return predict_logits(t.module, ds, t.encoder.tokenizer, dm.eval_batch_size, "member logits")[1].numpy()
+        else:
+            raise ValueError(f"teacher.members.{name}.kind={kind!r}: expected 'transformer' or 'tfidf_lr'")
+        names.append(name)
+        logits.append(by_id)
+        text_logits.append(fn)
+    dm.set_encoder(teacher.encoder)
+    val_ids, test_ids = dm.ids("val"), dm.ids("test")
+    weights = cfg.teacher.get("weights", "tune")
+    val_f1 = None
+    if weights == "tune":
+        val = [np.stack([m[i] for i in val_ids]) for m in logits]
+        weights, val_f1 = tune_weights(val, dm.label_ids("val"), float(cfg.teacher.get("weight_step", 0.1)))
+    weights = check_weights(list(weights), len(names)).tolist()
+    test_logits = [np.stack([m[i] for i in test_ids]) for m in logits]
+    y = dm.label_ids("test")
+    test = classification_metrics(y, ensemble_probs(test_logits, weights).argmax(-1).tolist(), dm.labels)
+    members_test = {
+        n: classification_metrics(y, z.argmax(-1).tolist(), dm.labels) for n, z in zip(names, test_logits, strict=True)
+    }
+    log.info("Teacher ensemble %s, weights %s: test macro-F1 %.2f", names, weights, test["macro_f1"])
+    return TeacherEnsemble(names, weights, logits, text_logits, val_f1, test, members_test, reports)
+
+
+def build_transfer(cfg: DictConfig, dm, teacher: TeacherResult) -> TransferSet | None:
+    """The augmented transfer set of ``cfg.augment`` (None when off); it is added to the training loader."""
+    a = cfg.get("augment") or {}
+    if not a.get("enabled", False):
+        return None
+    tok = teacher.encoder.tokenizer
+    mask = a.get("mask_token") or getattr(tok, "mask_token", None) or tok.unk_token
+    transfer = build_transfer_set(
+        dm.texts("train"),
+        dm.texts("val") + dm.texts("test"),
+        OmegaConf.to_container(a.generators, resolve=True),
+        int(a.get("seed", cfg.seed)),
+        mask,
+        a.get("unlabeled_file"),
+    )
+    log.info("Transfer set: %s", transfer.report)
+    return transfer
+
+
+def run_student(
+    cfg: DictConfig,
+    dm: ClassificationDataModule,
+    teacher: TeacherResult,
+    loggers: list,
+    ensemble: TeacherEnsemble | None = None,
+):
     """Distill ``teacher`` into the configured student and test it; returns ``(StudentBundle, results block)``."""
     s = cfg.student
     loss = soft_target_loss(cfg)
@@ -227,19 +404,28 @@ def run_student(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherR
     )
     extra, logit_cache = [], None
     mode = s.get("soft_targets", "black_box")
+    transfer = build_transfer(cfg, dm, teacher) if s.kd else None
+    transfer_pair = (transfer.ids(), transfer.texts) if transfer else None
     if s.kd:
         if mode == "black_box":
-            logit_cache = TeacherLogitCache(
-                cfg.paths.cache_dir, cfg.teacher.name, teacher.cache_dir, dm, teacher.encoder
-            )
-            extra.append(
-                SoftTargetCallback(logits_by_id=logit_cache.load_or_compute(teacher.module, dm.eval_batch_size))
-            )
+            if ensemble is not None:
+                t = loss.temperature if loss.mode == "kl" else 1.0
+                logits_by_id = ensemble.soft_logits_by_id(dm.ids("train") + dm.ids("val"), t, transfer_pair)
+            else:
+                logits_by_id, logit_cache = primary_logits(cfg, dm, teacher, ("train", "val"))
+                if transfer is not None:
+                    dm.set_transfer(*transfer_pair)
+                    extra_key = {"transfer": stable_hash(transfer.texts)}
+                    logits_by_id.update(primary_logits(cfg, dm, teacher, ("transfer",), extra_key)[0])
+            extra.append(SoftTargetCallback(logits_by_id=logits_by_id))
         elif mode == "online":
             texts = dict(zip(dm.ids("train"), dm.texts("train"), strict=True))
+            if transfer_pair:
+                texts.update(zip(*transfer_pair, strict=True))
             extra.append(SoftTargetCallback(teacher=teacher.module, teacher_encoder=teacher.encoder, texts_by_id=texts))
         else:
             raise ValueError(f"student.soft_targets={mode!r}: expected 'black_box' or 'online'")
+    dm.set_transfer(*transfer_pair) if transfer_pair else dm.set_transfer(None)
     module = DistillStudent(
         bundle.module,
         dm.labels,
@@ -249,7 +435,10 @@ def run_student(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherR
         warmup_ratio=s.get("warmup_ratio", 0.1),
     )
     dm.set_encoder(bundle.encoder)
-    train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
+    try:
+        train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
+    finally:
+        dm.set_transfer(None)  # the transfer set is for distillation only
     test = evaluate(module, dm, cfg, loggers)
     return bundle, {
         "name": s.name,
@@ -259,6 +448,7 @@ def run_student(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherR
         "soft_targets": mode if s.kd else None,
         "logit_cache": str(logit_cache.path) if logit_cache else None,
         "logit_cache_hit": logit_cache.hit if logit_cache else None,
+        "transfer_set": transfer.report if transfer else None,
         "params": count_parameters(bundle.module),
         "info": bundle.info,
         "train_time_s": train_time,
@@ -401,6 +591,19 @@ def run(cfg: DictConfig) -> dict:
                 "test": teacher_test,
             },
         }
+        ensemble = None
+        if cfg.teacher.get("members"):
+            ensemble = build_teacher_ensemble(cfg, dm, teacher, loggers)
+            results["teacher"]["primary_test"] = teacher_test
+            teacher_test = ensemble.test  # the ensemble is "the teacher": retention is against it
+            results["teacher"]["test"] = teacher_test
+            results["teacher"]["ensemble"] = {
+                "members": ensemble.names,
+                "weights": ensemble.weights,
+                "weights_tuned_val_macro_f1": ensemble.val_macro_f1,
+                "members_test": ensemble.members_test,
+                "tfidf": ensemble.tfidf_reports,
+            }
         final_block = results["teacher"]
         final = FinalModel(
             cfg.teacher.name,
@@ -411,7 +614,7 @@ def run(cfg: DictConfig) -> dict:
             hf_model=teacher.module.model,
         )
         if has_student:
-            bundle, results["student"] = run_student(cfg, dm, teacher, loggers)
+            bundle, results["student"] = run_student(cfg, dm, teacher, loggers, ensemble)
             final_block = results["student"]
             results["final_model"] = "student"
             final = FinalModel(

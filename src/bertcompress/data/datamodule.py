@@ -124,6 +124,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.split_report: dict = {}
         self.encoder: TextEncoder | None = None
         self._encoded: dict[tuple[int, str], EncodedDataset] = {}
+        # the augmented transfer set (distillation only): texts with ids, no hard labels
+        self.transfer: tuple[list[int], list[str]] | None = None
 
     # ---- to implement -------------------------------------------------------------------
     def load_splits(self) -> dict[str, pd.DataFrame | None]:
@@ -164,17 +166,44 @@ class ClassificationDataModule(L.LightningDataModule):
         return len(self.labels)
 
     def label_ids(self, split: str) -> list[int]:
+        """Class ids of ``split``; the ``transfer`` split has none (``-100``: the CE term skips them)."""
         self.setup()
+        if split == "transfer":
+            return [-100] * len(self.ids("transfer"))
         index = {name: i for i, name in enumerate(self.labels)}
         return [index[x] for x in self.frames[split]["label"]]
 
     def texts(self, split: str) -> list[str]:
         self.setup()
+        if split == "transfer":
+            return list(self.transfer[1]) if self.transfer else []
         return self.frames[split]["text"].tolist()
 
     def ids(self, split: str) -> list[int]:
         self.setup()
+        if split == "transfer":
+            return list(self.transfer[0]) if self.transfer else []
         return self.frames[split]["id"].astype(int).tolist()
+
+    def set_transfer(self, ids: Sequence[int] | None, texts: Sequence[str] | None = None) -> None:
+        """Add an augmented transfer set to the training loader (``None`` removes it). Its examples carry
+        no hard label; they need teacher soft targets (a SoftTargetCallback that knows their ids).
+
+        Raises:
+            ValueError: ids that collide with corpus ids, or ids/texts of different lengths.
+        """
+        for key in [k for k in self._encoded if k[1] == "transfer"]:
+            del self._encoded[key]
+        if ids is None:
+            self.transfer = None
+            return
+        ids, texts = list(ids), list(texts or [])
+        if len(ids) != len(texts):
+            raise ValueError(f"transfer set: {len(ids)} ids but {len(texts)} texts")
+        clash = set(ids) & {i for s in SPLITS for i in self.ids(s)}
+        if clash:
+            raise ValueError(f"transfer-set ids {sorted(clash)[:5]} collide with corpus example ids")
+        self.transfer = (ids, texts)
 
     def summary(self) -> dict:
         """Counts per split and per label, plus the split report (for results.json)."""
@@ -235,7 +264,18 @@ class ClassificationDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        if not self.transfer:
+            return self.loader("train", shuffle=True)
+        encoder = self.encoder
+        ds = torch.utils.data.ConcatDataset([self.dataset("train", encoder), self.dataset("transfer", encoder)])
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=True,
+            collate_fn=PadCollator(encoder.tokenizer),
+            num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")

@@ -59,7 +59,7 @@ class TeacherLogitCache:
     """Teacher logits for the train and val splits, computed once and kept on disk.
 
     Key: the teacher's weight fingerprint, the data fingerprint, the teacher encoder's max_length
-    and normalizer. File: ``<cache_dir>/logits/<teacher name>-<key>.pt`` holding ``ids``, ``logits``.
+    and normalizer, the splits (``transfer``: an augmented transfer set, whose hash is ``extra_key``). File: ``<cache_dir>/logits/<teacher name>-<key>.pt`` holding ``ids``, ``logits``.
     """
 
     def __init__(
@@ -70,6 +70,7 @@ class TeacherLogitCache:
         dm: ClassificationDataModule,
         encoder: TextEncoder,
         splits=("train", "val"),
+        extra_key: dict | None = None,
     ):
         self.dm, self.encoder, self.splits = dm, encoder, tuple(splits)
         self.teacher_dir = Path(teacher_dir)
@@ -81,6 +82,8 @@ class TeacherLogitCache:
             "normalizer": normalizer,
             "splits": self.splits,
         }
+        if extra_key:  # e.g. the content hash of an augmented transfer set
+            self.key["extra"] = extra_key
         self.path = Path(cache_dir) / "logits" / f"{teacher_name}-{stable_hash(self.key)}.pt"
         self.hit = False
 

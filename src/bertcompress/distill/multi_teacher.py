@@ -1,0 +1,105 @@
+"""Multi-teacher distillation: soft targets from a weighted average of several teachers.
+
+The ensemble's soft targets at temperature T are ``p̄ = Σ_i w_i softmax(z_i / T)`` (weights summing to
+1), as in TextBrewer's MultiTeacherDistiller (https://textbrewer.readthedocs.io) and Avram et al.
+2022 (multi-teacher distillation of Romanian BERTs). They are handed to the usual soft-target loss as
+the logits ``T · log p̄``, whose softmax at T is exactly ``p̄``. A teacher can be a fine-tuned
+transformer or ``tfidf_lr`` (char n-gram TF-IDF + logistic regression), whose log-probabilities are
+its logits. The weights come from config or are tuned on validation macro-F1 (a grid on the simplex).
+
+TF-IDF + LR nearly memorises its own training texts, so its soft targets on the training split are
+out-of-fold (k-fold cross-fitting); on other texts it is the model fitted on the whole training split.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+EPS = 1e-12
+
+
+def check_weights(weights: Sequence[float], n: int) -> np.ndarray:
+    """Weights as an array summing to 1.
+
+    Raises:
+        ValueError: a wrong count, a negative weight or an all-zero vector.
+    """
+    w = np.asarray([float(x) for x in weights], dtype=np.float64)
+    if len(w) != n:
+        raise ValueError(f"teacher.weights has {len(w)} values for {n} teachers")
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"teacher.weights={w.tolist()}: need non-negative weights with a positive sum")
+    return w / w.sum()
+
+
+def ensemble_probs(logits: Sequence[np.ndarray | torch.Tensor], weights: Sequence[float], temperature: float = 1.0):
+    """``Σ_i w_i softmax(z_i / T)``; each ``z_i`` is (N, C); returns (N, C) float64 probabilities."""
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature}: must be > 0")
+    w = check_weights(weights, len(logits))
+    out = None
+    for wi, z in zip(w, logits, strict=True):
+        z = np.asarray(z, dtype=np.float64) / temperature
+        e = np.exp(z - z.max(-1, keepdims=True))
+        p = e / e.sum(-1, keepdims=True)
+        out = wi * p if out is None else out + wi * p
+    return out
+
+
+def ensemble_soft_logits(logits, weights, temperature: float) -> np.ndarray:
+    """Logits whose softmax at ``temperature`` is the weighted ensemble distribution: ``T · log p̄`` (N, C)."""
+    return (temperature * np.log(np.clip(ensemble_probs(logits, weights, temperature), EPS, 1.0))).astype(np.float32)
+
+
+def tune_weights(logits: Sequence[np.ndarray], labels: Sequence[int], step: float = 0.1) -> tuple[list[float], float]:
+    """Grid search on the simplex (``step``) for the weights whose ensemble (T = 1) has the best macro-F1.
+
+    Args:
+        logits: each teacher's validation logits (N, C).
+        labels: validation class ids (N,).
+
+    Returns:
+        ``(weights, macro-F1 in %)``; ties go to the more even weighting found first.
+    """
+    from sklearn.metrics import f1_score
+
+    if not 0 < step <= 1:
+        raise ValueError(f"teacher.weight_step={step}: must lie in (0, 1]")
+    k = len(logits)
+    units = round(1 / step)
+    best, best_f1 = None, -1.0
+    grid = [c for c in itertools.product(range(units + 1), repeat=k) if sum(c) == units]
+    grid.sort(key=lambda c: np.var(c))  # even weightings first
+    for combo in grid:
+        w = [c / units for c in combo]
+        preds = ensemble_probs(logits, w).argmax(-1)
+        f1 = 100.0 * f1_score(
+            labels, preds, average="macro", labels=sorted(set(range(logits[0].shape[1]))), zero_division=0
+        )
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = w, f1
+    return best, best_f1
+
+
+def out_of_fold_logits(
+    make_model, texts: Sequence[str], labels: Sequence[int], label_names, folds: int = 5, seed: int = 0
+):
+    """Logits (N, C) for each training text from a model fitted on the other folds (stratified k-fold).
+
+    Args:
+        make_model: ``() -> model`` with ``fit(texts, labels, label_names)`` and ``logits(texts)``.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    texts, labels = list(texts), np.asarray(labels)
+    out = np.zeros((len(texts), len(label_names)), dtype=np.float32)
+    min_count = np.bincount(labels, minlength=len(label_names)).min()
+    k = max(2, min(folds, int(min_count)))
+    for train_idx, held_idx in StratifiedKFold(k, shuffle=True, random_state=seed).split(texts, labels):
+        model = make_model().fit([texts[i] for i in train_idx], labels[train_idx], label_names)
+        out[held_idx] = model.logits([texts[i] for i in held_idx])
+    return out
