@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Re-measure the figures quoted in the README on full UBMEC with the offline teacher (me5_small).
 # Each job reuses the cached fine-tuned teacher (run `python train.py` first) and its cached logits.
-# Usage: scripts/measure_bars.sh [all|compression|kd|dpq]
+# Usage: scripts/measure_bars.sh [all|compression|kd|dpq|multi]
 # Run dirs: logs/bars/<name>/results.json; summary: python scripts/summarize.py logs/bars
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # ONLY=<regex> keeps just the jobs whose name matches, e.g. ONLY='ensemble|cnn_lstm' scripts/measure_bars.sh kd
 job() { local name=$1; shift; [[ -z ${ONLY:-} || $name =~ ^(${ONLY})$ ]] || return 0; echo "== $name: python train.py $*"; /usr/bin/time -f "$name wall %e s" \
-  python train.py task_name=bars hydra.run.dir=logs/bars/"$name" logger=csv "$@" > logs/bars/"$name".log 2>&1 \
+  python train.py task_name=bars hydra.run.dir=logs/bars/"$name" logger=csv skip_finished=false "$@" > logs/bars/"$name".log 2>&1 \
   || echo "$name FAILED (see logs/bars/$name.log)"; }
 mkdir -p logs/bars
 GROUP=${1:-all}
@@ -32,4 +32,10 @@ fi
 if [[ $GROUP == all || $GROUP == dpq ]]; then
   job dpq_cnn student=cnn compression=prune_quant
   job dpq_bilstm student=bilstm compression=prune_quant
+fi
+if [[ $GROUP == all || $GROUP == multi ]]; then  # stronger teacher signal: multi-teacher KD and augmentation
+  job multi_cnn teacher=me5_tfidf student=cnn
+  job aug_cnn student=cnn augment=tang2019
+  job multi_aug_cnn teacher=me5_tfidf student=cnn augment=tang2019
+  job multi_aug_cnn_quant teacher=me5_tfidf student=cnn augment=tang2019 compression=quant
 fi
