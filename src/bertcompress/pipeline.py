@@ -265,12 +265,17 @@ class TeacherEnsemble:
     def stacked(self, ids) -> list[np.ndarray]:
         return [np.stack([np.asarray(m[i]) for i in ids]) for m in self.logits]
 
-    def soft_logits_by_id(self, ids, temperature: float, transfer: tuple[list, list] | None = None) -> dict:
-        """``{id: T·log p̄ (C,)}`` for ``ids`` (and the transfer set's ids/texts)."""
+    def soft_logits_by_id(
+        self, ids, temperature: float, transfer: tuple[list, list] | None = None, primary_transfer=None
+    ) -> dict:
+        """``{id: T·log p̄ (C,)}`` for ``ids`` (and the transfer set's ids/texts). ``primary_transfer``:
+        the primary teacher's (cached) logits on the transfer texts, (N, C), instead of recomputing them."""
         z = ensemble_soft_logits(self.stacked(ids), self.weights, temperature)
         out = dict(zip(ids, torch.from_numpy(z), strict=True))
         if transfer and transfer[0]:
-            zt = ensemble_soft_logits([f(transfer[1]) for f in self.text_logits], self.weights, temperature)
+            parts = [f(transfer[1]) for f in self.text_logits[1:]]
+            first = primary_transfer if primary_transfer is not None else self.text_logits[0](transfer[1])
+            zt = ensemble_soft_logits([first, *parts], self.weights, temperature)
             out.update(zip(transfer[0], torch.from_numpy(zt), strict=True))
         return out
 
@@ -307,6 +312,13 @@ def _tfidf_member(cfg: DictConfig, member: DictConfig, dm) -> tuple[dict, object
     return by_id, model.logits, {"artifact": str(path), "oof_folds": folds}
 
 
+def _logits_train_val_test(cfg: DictConfig, dm, teacher: TeacherResult) -> dict:
+    """A fine-tuned teacher's logits on train+val (the cache every student shares) and test (cached apart)."""
+    out = primary_logits(cfg, dm, teacher, ("train", "val"))[0]
+    out.update(primary_logits(cfg, dm, teacher, ("test",))[0])
+    return {k: v.numpy() for k, v in out.items()}
+
+
 def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers: list) -> TeacherEnsemble:
     """The primary teacher plus ``cfg.teacher.members`` (``tfidf_lr`` or full transformer teacher configs),
     weights from ``cfg.teacher.weights`` or tuned on validation macro-F1, and the ensemble's test metrics.
@@ -315,7 +327,7 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
         ValueError: an unknown member kind, or weights that do not match the members.
     """
     names = [teacher_name(cfg)]
-    logits = [{k: v.numpy() for k, v in primary_logits(cfg, dm, teacher, ("train", "val", "test"))[0].items()}]
+    logits = [_logits_train_val_test(cfg, dm, teacher)]
 
     def primary_text_logits(texts):
         from bertcompress.distill.soft_targets import predict_logits
@@ -334,7 +346,7 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
         elif kind == "transformer":
             mcfg = OmegaConf.merge(cfg, {"teacher": member})
             mteacher = get_teacher(mcfg, dm, loggers)
-            by_id = {k: v.numpy() for k, v in primary_logits(mcfg, dm, mteacher, ("train", "val", "test"))[0].items()}
+            by_id = _logits_train_val_test(mcfg, dm, mteacher)
 
             def fn(texts, t=mteacher):
                 from bertcompress.distill.soft_targets import predict_logits
@@ -410,7 +422,16 @@ def run_student(
         if mode == "black_box":
             if ensemble is not None:
                 t = loss.temperature if loss.mode == "kl" else 1.0
-                logits_by_id = ensemble.soft_logits_by_id(dm.ids("train") + dm.ids("val"), t, transfer_pair)
+                primary_transfer = None
+                if transfer is not None:  # the primary teacher's transfer logits go through the on-disk cache
+                    dm.set_transfer(*transfer_pair)
+                    cached = primary_logits(cfg, dm, teacher, ("transfer",), {"transfer": stable_hash(transfer.texts)})[
+                        0
+                    ]
+                    primary_transfer = np.stack([cached[i].numpy() for i in transfer_pair[0]])
+                logits_by_id = ensemble.soft_logits_by_id(
+                    dm.ids("train") + dm.ids("val"), t, transfer_pair, primary_transfer
+                )
             else:
                 logits_by_id, logit_cache = primary_logits(cfg, dm, teacher, ("train", "val"))
                 if transfer is not None:
