@@ -285,3 +285,16 @@ def test_truncation_layers_every_other():
     assert truncation_layers(12, 4) == [0, 3, 6, 9]
     with pytest.raises(ValueError, match=r"must lie in \[1, 12\]"):
         truncation_layers(12, 13)
+
+
+@requires_ubmec
+def test_a_distilled_student_is_trained_once_and_reused_across_compressions(tmp_path, tiny_run_overrides):
+    overrides = [*tiny_run_overrides, "student=cnn", "student.epochs=1", "baseline=none"]
+    first = run(compose(overrides, tmp_path))
+    assert first["student"]["cache_hit"] is False
+    second = run(compose([*overrides, "compression=quant"], tmp_path))
+    assert second["student"]["cache_hit"] is True and second["student"]["cache_dir"] == first["student"]["cache_dir"]
+    assert second["student"]["test"]["macro_f1"] == pytest.approx(first["student"]["test"]["macro_f1"])
+    assert second["student"]["train_time_s"] == first["student"]["train_time_s"]  # from the cache's record
+    other = run(compose([*overrides, "student.loss.alpha=0.9"], tmp_path))  # another student: trained anew
+    assert other["student"]["cache_hit"] is False

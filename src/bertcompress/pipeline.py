@@ -395,6 +395,29 @@ def build_transfer(cfg: DictConfig, dm, teacher: TeacherResult) -> TransferSet |
     return transfer
 
 
+STUDENT_META = "bertcompress_student.json"
+
+
+def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> dict:
+    """Everything that changes a distilled student's weights: the fine-tuned teacher (its cache key), the
+    teacher ensemble, the student config, the transfer set config, data, seed and trainer settings. Jobs
+    of a sweep that differ only in compression share one trained student."""
+    keep = {k: cfg.teacher.get(k) for k in ENSEMBLE_KEYS}
+    teacher_key = teacher_cache_key(cfg, dm)
+    return {
+        "teacher": teacher.cache_dir.name,
+        "ensemble": OmegaConf.to_container(OmegaConf.create(keep), resolve=True),
+        "student": OmegaConf.to_container(cfg.student, resolve=True),
+        "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
+        "data": teacher_key["data"],
+        "max_length": dm.max_length,
+        "batch_size": dm.batch_size,
+        "seed": cfg.seed,
+        "trainer": teacher_key["trainer"],
+        "early_stopping": teacher_key["early_stopping"],
+    }
+
+
 def run_student(
     cfg: DictConfig,
     dm: ClassificationDataModule,
@@ -414,6 +437,18 @@ def run_student(
         cfg.paths.cache_dir,
         cfg.teacher.get("text_normalizer"),
     )
+    key = student_cache_key(cfg, dm, teacher)
+    cache_dir = Path(cfg.paths.cache_dir) / "students" / f"{s.name}-{stable_hash(key)}"
+    if cfg.get("use_student_cache", True) and (cache_dir / STUDENT_META).is_file():
+        # the same student config distilled from the same teacher on the same data: reuse its weights
+        state = torch.load(cache_dir / "student.pt", map_location="cpu", weights_only=True)
+        bundle.module.load_state_dict(state)
+        meta = json.loads((cache_dir / STUDENT_META).read_text())
+        log.info("Student cache hit: %s (trained %.0f s)", cache_dir, meta["block"]["train_time_s"])
+        module = DistillStudent(bundle.module, dm.labels, loss, kd=bool(s.kd))
+        dm.set_encoder(bundle.encoder)
+        test = evaluate(module, dm, cfg, loggers)
+        return bundle, {**meta["block"], "test": test, "cache_hit": True, "cache_dir": str(cache_dir)}
     extra, logit_cache = [], None
     mode = s.get("soft_targets", "black_box")
     transfer = build_transfer(cfg, dm, teacher) if s.kd else None
@@ -461,7 +496,7 @@ def run_student(
     finally:
         dm.set_transfer(None)  # the transfer set is for distillation only
     test = evaluate(module, dm, cfg, loggers)
-    return bundle, {
+    block = {
         "name": s.name,
         "kind": s.kind,
         "kd": bool(s.kd),
@@ -475,8 +510,12 @@ def run_student(
         "train_time_s": train_time,
         "epochs_run": epochs,
         "best_val_macro_f1": best_val,
-        "test": test,
     }
+    if cfg.get("use_student_cache", True) and not cfg.trainer.get("fast_dev_run"):
+        with atomic_dir(cache_dir) as tmp:
+            torch.save(bundle.module.state_dict(), tmp / "student.pt")
+            atomic_write_json(tmp / STUDENT_META, {"key": key, "block": block})
+    return bundle, {**block, "test": test, "cache_hit": False, "cache_dir": str(cache_dir)}
 
 
 def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
