@@ -35,6 +35,5 @@ if [[ $GROUP == all || $GROUP == dpq ]]; then
 fi
 if [[ $GROUP == all || $GROUP == multi ]]; then  # stronger teacher signal: multi-teacher KD and augmentation
   job multi_cnn teacher=me5_tfidf student=cnn
-  job aug_cnn student=cnn augment=tang2019
   job multi_aug_cnn_quant teacher=me5_tfidf student=cnn augment=tang2019 compression=quant
 fi
