@@ -402,11 +402,11 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
     """Everything that changes a distilled student's weights: the fine-tuned teacher (its cache key), the
     teacher ensemble, the student config, the transfer set config, data, seed and trainer settings. Jobs
     of a sweep that differ only in compression share one trained student."""
-    keep = {k: cfg.teacher.get(k) for k in ENSEMBLE_KEYS}
+    resolved = OmegaConf.to_container(cfg.teacher, resolve=True)
     teacher_key = teacher_cache_key(cfg, dm)
     return {
         "teacher": teacher.cache_dir.name,
-        "ensemble": OmegaConf.to_container(OmegaConf.create(keep), resolve=True),
+        "ensemble": {k: resolved.get(k) for k in ENSEMBLE_KEYS},
         "student": OmegaConf.to_container(cfg.student, resolve=True),
         "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
         "data": teacher_key["data"],
