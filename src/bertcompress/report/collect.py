@@ -1,0 +1,174 @@
+"""Read every ``results.json`` under a sweep or runs dir into one row per run (pandas).
+
+Rows carry the figures of the paper's tables (Rahman et al. 2025, Tables 4-7): accuracy, macro-F1,
+macro precision/recall, speedup, #params, size in MB, compression ratio, latency p50/p95 (ms),
+throughput (sequences/s), macro-F1 retention, plus the seed, the cache hits and the run dir.
+A run with a ``baseline`` block also yields a row for that baseline (``tfidf_lr``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from bertcompress.utils.io import stable_hash
+
+log = logging.getLogger(__name__)
+
+# config nodes that never change what a run measures (or that are swept as seeds)
+IGNORED_KEYS = (
+    "seed", "paths", "logger", "callbacks", "hydra", "run_name", "tags", "task_name", "debug", "benchmark",
+    "use_teacher_cache", "trainer.default_root_dir",
+)  # fmt: skip
+TABLES = {
+    "baselines": "Baselines (Table 4): fine-tuned teachers and the classical floor",
+    "distillation": "Distillation (Table 5): students distilled from the teacher",
+    "pruning_quantization": "Pruning and quantization (Table 6): the teacher compressed",
+    "combinations": "Combinations (Table 7): distilled students, pruned and/or quantized",
+}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v if not isinstance(v, list) else json.dumps(v)
+    return out
+
+
+def table_of(student: str, compression: str, model: str = "") -> str:
+    """Which of the paper's tables a run belongs to."""
+    if model == "tfidf_lr" or (student == "none" and compression == "none"):
+        return "baselines"
+    if compression == "none":
+        return "distillation"
+    return "pruning_quantization" if student == "none" else "combinations"
+
+
+def _macro(test: dict, key: str) -> float | None:
+    per = test.get("per_class") or {}
+    vals = [c[key] for c in per.values() if key in c]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _row_from_results(path: Path, r: dict) -> dict:
+    cfg = r.get("config") or {}
+    test = r.get("final_test") or {}
+    teacher = (r.get("teacher") or {}).get("name") or (cfg.get("teacher") or {}).get("name")
+    student = (r.get("student") or {}).get("name") or (cfg.get("student") or {}).get("name", "none")
+    compression = (cfg.get("compression") or {}).get("name", "none")
+    kd = (r.get("student") or {}).get("kd") if student != "none" else None
+    flat = {k: v for k, v in _flatten(cfg).items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)}
+    model = r.get("run_name") or f"{teacher}"
+    if kd is False:
+        model += " (no KD)"
+    params = r.get("params")
+    return {
+        "run_dir": str(path.parent),
+        "status": r.get("status", "finished"),
+        "error": r.get("error"),
+        "task": r.get("task", "classification"),
+        "model": model,
+        "teacher": teacher,
+        "student": student,
+        "compression": compression,
+        "kd": kd,
+        "seed": cfg.get("seed"),
+        "data": (cfg.get("data") or {}).get("name"),
+        "config_hash": stable_hash(flat),
+        "config_flat": flat,
+        "accuracy": r.get("accuracy"),
+        "macro_f1": r.get("macro_f1"),
+        "precision": _macro(test, "precision"),
+        "recall": _macro(test, "recall"),
+        "retention": (r.get("retention") or {}).get("macro_f1"),
+        "teacher_macro_f1": ((r.get("teacher") or {}).get("test") or {}).get("macro_f1"),
+        "speedup": r.get("speedup"),
+        "throughput_speedup": (r.get("benchmark") or {}).get("throughput_speedup"),
+        "compression_ratio": r.get("compression_ratio"),
+        "params": params,
+        "size_mb": r.get("size_mb"),
+        "latency_p50_ms": r.get("latency_p50_ms"),
+        "latency_p95_ms": r.get("latency_p95_ms"),
+        "throughput_seq_s": r.get("throughput_seq_s"),
+        "teacher_cache_hit": (r.get("teacher") or {}).get("cache_hit"),
+        "logit_cache_hit": (r.get("student") or {}).get("logit_cache_hit"),
+        "wall_time_s": r.get("wall_time_s"),
+        "label_names": list(((test.get("per_class") or {}).keys())),
+        "confusion_matrix": test.get("confusion_matrix"),
+        "table": table_of(student, compression),
+    }
+
+
+def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
+    b = r["baseline"]
+    bench = b.get("benchmark") or {}
+    test = b["test"]
+    teacher_f1 = parent["teacher_macro_f1"]
+    return {
+        **{k: None for k in parent},
+        "run_dir": str(path.parent / "baseline"),
+        "status": "finished",
+        "task": parent["task"],
+        "model": b["name"],
+        "teacher": "-",
+        "student": "none",
+        "compression": "none",
+        "seed": parent["seed"],
+        "data": parent["data"],
+        "config_hash": stable_hash(
+            {"baseline": b["name"], "data": parent["data"], "artifact": Path(b["artifact"]).name}
+        ),
+        "config_flat": {},
+        "accuracy": test["accuracy"],
+        "macro_f1": test["macro_f1"],
+        "precision": _macro(test, "precision"),
+        "recall": _macro(test, "recall"),
+        "retention": test["macro_f1"] / teacher_f1 if teacher_f1 else None,
+        "teacher_macro_f1": teacher_f1,
+        "speedup": bench.get("speedup"),
+        "throughput_speedup": bench.get("throughput_speedup"),
+        "compression_ratio": bench.get("compression_ratio"),
+        "params": (b.get("params") or {}).get("total"),
+        "size_mb": bench.get("size_mb"),
+        "latency_p50_ms": (bench.get("latency_ms") or {}).get("p50"),
+        "latency_p95_ms": (bench.get("latency_ms") or {}).get("p95"),
+        "throughput_seq_s": bench.get("throughput_seq_s"),
+        "label_names": list((test.get("per_class") or {}).keys()),
+        "confusion_matrix": test.get("confusion_matrix"),
+        "table": "baselines",
+    }
+
+
+def load_runs(root: str | Path) -> pd.DataFrame:
+    """One row per ``results.json`` under ``root`` (failed runs included, ``status='failed'``), plus one
+    row per baseline block. Files that are not valid JSON are skipped with a warning naming them.
+
+    Raises:
+        FileNotFoundError: when ``root`` does not exist or holds no results.json.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: no such dir; give a sweep dir (logs/<task>/multiruns/<time>) or a runs dir")
+    rows = []
+    for path in sorted(root.rglob("results.json")):
+        if "artifact" in path.parts:
+            continue
+        try:
+            r = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            log.warning("Skipping %s: not valid JSON (%s)", path, e)
+            continue
+        row = _row_from_results(path, r)
+        rows.append(row)
+        if r.get("baseline") and row["status"] == "finished":
+            rows.append(_baseline_row(path, r, row))
+    if not rows:
+        raise FileNotFoundError(f"{root}: no results.json under it; run `python train.py -m ...` first")
+    return pd.DataFrame(rows)

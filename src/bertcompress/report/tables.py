@@ -1,0 +1,182 @@
+"""Aggregate runs over seeds into the paper's tables (mean ± std, n seeds) and flag the floor.
+
+Rows of one configuration (same config apart from the seed, paths and loggers) are averaged;
+``*_std`` is the sample standard deviation over seeds (0 with one seed). A neural row whose mean
+macro-F1 does not beat the classical floor (``tfidf_lr`` on the same data) gets ``below_floor``.
+The Pareto front is over (macro-F1 up, latency p50 down): a row is on it when no other row is at
+least as good on both and better on one.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bertcompress.report.collect import TABLES
+
+METRICS = (
+    "accuracy",
+    "macro_f1",
+    "precision",
+    "recall",
+    "retention",
+    "speedup",
+    "throughput_speedup",
+    "compression_ratio",
+    "params",
+    "size_mb",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_seq_s",
+    "wall_time_s",
+)
+STD_METRICS = ("accuracy", "macro_f1", "retention", "speedup", "compression_ratio", "latency_p50_ms")
+FLOOR_MODEL = "tfidf_lr"
+
+
+def _labels(runs: pd.DataFrame) -> dict[str, str]:
+    """config_hash -> readable label; labels shared by different configs get the keys that differ."""
+    labels = {}
+    for model, group in runs.groupby("model", sort=False):
+        hashes = list(dict.fromkeys(group["config_hash"]))
+        if len(hashes) == 1:
+            labels[hashes[0]] = model
+            continue
+        flats = {h: group[group["config_hash"] == h]["config_flat"].iloc[0] for h in hashes}
+        keys = sorted({k for f in flats.values() for k in f})
+        differing = [k for k in keys if len({repr(f.get(k)) for f in flats.values()}) > 1]
+        # the model-defining groups first: what a reader needs to tell the rows apart
+        differing.sort(key=lambda k: (k.split(".")[0] not in {"student", "compression", "teacher", "data"}, k))
+        for h, f in flats.items():
+            parts = [f"{k.split('.', 1)[-1]}={f.get(k)}" for k in differing[:3]]
+            labels[h] = f"{model} [{', '.join(parts)}]"
+    return labels
+
+
+def pareto_front(f1: pd.Series, latency: pd.Series) -> pd.Series:
+    """Boolean mask of the non-dominated rows (higher macro-F1, lower latency); NaN rows are never on it."""
+    ok = f1.notna() & latency.notna()
+    on = pd.Series(False, index=f1.index)
+    for i in f1.index[ok]:
+        dominated = (
+            (f1[ok] >= f1[i]) & (latency[ok] <= latency[i]) & ((f1[ok] > f1[i]) | (latency[ok] < latency[i]))
+        ).any()
+        on[i] = not dominated
+    return on
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per configuration, in table order, with floor and Pareto flags.
+
+    Returns:
+        One row per configuration: ``table``, ``model``, ``teacher``, ``student``, ``compression``, ``kd``,
+        ``n_seeds``, ``seeds``, each metric's mean (and ``<metric>_std`` for the main ones),
+        ``teacher_cache_hits``/``logit_cache_hits`` (counts over the runs), ``below_floor``, ``pareto``.
+    """
+    done = runs[runs["status"] == "finished"].copy()
+    if done.empty:
+        return pd.DataFrame(columns=["table", "model", "n_seeds"])
+    labels = _labels(done)
+    out = []
+    for h, g in done.groupby("config_hash", sort=False):
+        first = g.iloc[0]
+        row = {
+            "table": first["table"],
+            "model": labels[h],
+            "teacher": first["teacher"],
+            "student": first["student"],
+            "compression": first["compression"],
+            "kd": first["kd"],
+            "data": first["data"],
+            "n_seeds": int(g["seed"].nunique()),
+            "seeds": ",".join(str(s) for s in sorted(g["seed"].dropna().unique())),
+            "runs": len(g),
+            "teacher_cache_hits": int((g["teacher_cache_hit"] == True).sum()),  # noqa: E712  (None = n/a)
+            "logit_cache_hits": int((g["logit_cache_hit"] == True).sum()),  # noqa: E712
+            "run_dir": first["run_dir"],
+        }
+        for m in METRICS:
+            vals = pd.to_numeric(g[m], errors="coerce")
+            row[m] = float(vals.mean()) if vals.notna().any() else None
+            if m in STD_METRICS:
+                row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.notna().sum() > 1 else 0.0
+        out.append(row)
+    agg = pd.DataFrame(out)
+    floors = agg[agg["model"].str.startswith(FLOOR_MODEL)].groupby("data")["macro_f1"].mean()
+    agg["floor_macro_f1"] = agg["data"].map(floors)
+    neural = ~agg["model"].str.startswith(FLOOR_MODEL)
+    agg["below_floor"] = neural & agg["floor_macro_f1"].notna() & (agg["macro_f1"] <= agg["floor_macro_f1"])
+    agg["pareto"] = pareto_front(agg["macro_f1"], agg["latency_p50_ms"])
+    order = {t: i for i, t in enumerate(TABLES)}
+    agg["_t"] = agg["table"].map(order)
+    return agg.sort_values(["_t", "macro_f1"], ascending=[True, False]).drop(columns="_t").reset_index(drop=True)
+
+
+def _pm(mean, std, fmt: str) -> str:
+    if mean is None or pd.isna(mean):
+        return "–"
+    s = format(mean, fmt)
+    return f"{s} ± {format(std, fmt)}" if std and not pd.isna(std) and std > 0 else s
+
+
+def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The human-readable rows of one table: the paper's columns plus latency, retention and seeds."""
+    rows = []
+    for _, r in agg[agg["table"] == table].iterrows():
+        flag = " ⚠ below floor" if r["below_floor"] else ""
+        rows.append(
+            {
+                "model": r["model"] + flag,
+                "accuracy %": _pm(r["accuracy"], r.get("accuracy_std"), ".2f"),
+                "macro-F1": _pm(r["macro_f1"], r.get("macro_f1_std"), ".2f"),
+                "speedup ×": _pm(r["speedup"], r.get("speedup_std"), ".2f"),
+                "#params (M)": "–" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.2f}",
+                "size MB": "–" if pd.isna(r["size_mb"]) else f"{r['size_mb']:.1f}",
+                "compression ×": _pm(r["compression_ratio"], r.get("compression_ratio_std"), ".2f"),
+                "latency p50 ms": _pm(r["latency_p50_ms"], r.get("latency_p50_ms_std"), ".2f"),
+                "F1 retention %": "–" if pd.isna(r["retention"]) else f"{100 * r['retention']:.1f}",
+                "seeds (n)": f"{r['seeds']} ({r['n_seeds']})"
+                + (f", {r['runs']} runs" if r["runs"] > r["n_seeds"] else ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _md(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "_no runs_\n"
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in df.itertuples(index=False))
+
+
+def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """``summary.md``: the four tables, the floor, the Pareto front, cache hits and failed jobs."""
+    parts = ["# bertcompress report\n"]
+    failed = runs[runs["status"] != "finished"]
+    neural = runs[(runs["status"] == "finished") & ~runs["model"].str.startswith(FLOOR_MODEL)]
+    parts.append(
+        f"{len(neural)} finished runs, {len(failed)} failed; {agg['n_seeds'].max() if not agg.empty else 0} seed(s) at most "
+        "per configuration (mean ± std over seeds). Speedup and compression ratio are against the fp32 teacher "
+        "measured in the same process; latency at batch 1 on the run's machine.\n"
+    )
+    floor = agg[agg["model"].str.startswith(FLOOR_MODEL)]
+    if not floor.empty:
+        parts.append(
+            f"Classical floor ({FLOOR_MODEL}): macro-F1 {floor['macro_f1'].mean():.2f}; "
+            f"{int(agg['below_floor'].sum())} neural row(s) do not beat it (⚠).\n"
+        )
+    for key, title in TABLES.items():
+        parts.append(f"\n## {title}\n\n" + _md(display_table(agg, key)))
+    front = agg[agg["pareto"]].sort_values("latency_p50_ms")
+    parts.append("\n## Pareto front (macro-F1 vs latency p50)\n\n")
+    parts.append(_md(front[["model", "macro_f1", "latency_p50_ms", "size_mb"]].round(2)))
+    hits = runs[(runs["status"] == "finished") & runs["teacher_cache_hit"].notna()]
+    if not hits.empty:
+        parts.append(
+            f"\nCaches: teacher fine-tuned in {int((hits['teacher_cache_hit'] == False).sum())} run(s), "  # noqa: E712
+            f"reused in {int((hits['teacher_cache_hit'] == True).sum())}; teacher logits computed in "  # noqa: E712
+            f"{int((hits['logit_cache_hit'] == False).sum())}, reused in {int((hits['logit_cache_hit'] == True).sum())}.\n"  # noqa: E712
+        )
+    if not failed.empty:
+        parts.append("\n## Failed jobs\n\n")
+        parts.append(_md(failed[["run_dir", "model", "error"]].fillna("")))
+    return "".join(parts)
