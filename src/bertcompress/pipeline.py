@@ -220,6 +220,12 @@ def _fit_best(
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     elapsed = time.perf_counter() - start
+    for lg in loggers:
+        # WandbLogger(log_model=True) keeps a weak proxy to this fit's ModelCheckpoint and scans it again
+        # when a later trainer (the test one) finalizes; the checkpoints were logged when this fit ended,
+        # so drop the proxy before the callback is garbage-collected (else: ReferenceError)
+        if hasattr(lg, "_checkpoint_callback"):
+            lg._checkpoint_callback = None
     best = _best_state(trainer)
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
