@@ -261,8 +261,8 @@ class TeacherEnsemble:
 
     names: list[str]
     weights: list[float]
-    logits: list[dict]  # per member: {example id: logits (C,) numpy} on train, val, test
-    text_logits: list  # per member: texts -> (N, C) logits, for transfer-set texts
+    logits: list[dict]  # per teacher: {example id: logits (C,) numpy} on train, val, test
+    member_text_logits: list  # per member after the primary: texts -> (N, C) logits, for transfer-set texts
     val_macro_f1: float | None
     test: dict
     members_test: dict
@@ -274,30 +274,38 @@ class TeacherEnsemble:
     def soft_logits_by_id(
         self, ids, temperature: float, transfer: tuple[list, list] | None = None, primary_transfer=None
     ) -> dict:
-        """``{id: T·log p̄ (C,)}`` for ``ids`` (and the transfer set's ids/texts). ``primary_transfer``:
-        the primary teacher's (cached) logits on the transfer texts, (N, C), instead of recomputing them."""
+        """``{id: T·log p̄ (C,)}`` for ``ids`` and, given ``transfer`` (ids, texts), for the transfer set;
+        ``primary_transfer`` is then the primary teacher's (cached) logits on those texts, (N, C)."""
         z = ensemble_soft_logits(self.stacked(ids), self.weights, temperature)
         out = dict(zip(ids, torch.from_numpy(z), strict=True))
         if transfer and transfer[0]:
-            parts = [f(transfer[1]) for f in self.text_logits[1:]]
-            first = primary_transfer if primary_transfer is not None else self.text_logits[0](transfer[1])
-            zt = ensemble_soft_logits([first, *parts], self.weights, temperature)
+            parts = [primary_transfer, *(f(transfer[1]) for f in self.member_text_logits)]
+            zt = ensemble_soft_logits(parts, self.weights, temperature)
             out.update(zip(transfer[0], torch.from_numpy(zt), strict=True))
         return out
+
+
+def fit_cached_text_model(cfg: DictConfig, model_cfg: DictConfig, name: str, dm) -> tuple[Path, bool, float]:
+    """Fit a text model (``TfidfLR``) on the training split once per data and params, saved (atomically) in
+    ``${paths.cache_dir}/baselines/<name>-<key>``; returns ``(dir, cache hit, fit time in s)``."""
+    params = OmegaConf.to_container(model_cfg, resolve=True)
+    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
+    path = Path(cfg.paths.cache_dir) / "baselines" / f"{name}-{stable_hash(key)}"
+    if (path / "manifest.json").is_file():
+        return path, True, 0.0
+    start = time.perf_counter()
+    model = hydra.utils.instantiate(model_cfg).fit(dm.texts("train"), dm.label_ids("train"), dm.labels)
+    fit_time = time.perf_counter() - start
+    model.save(path, extra={"key": key, "fit_time_s": fit_time})
+    return path, False, fit_time
 
 
 def _tfidf_member(cfg: DictConfig, member: DictConfig, dm) -> tuple[dict, object, dict]:
     """Fit (or load) a ``tfidf_lr`` teacher; logits by id: out-of-fold on train, the full model elsewhere."""
     from bertcompress.models.tfidf import TfidfLR
 
-    params = OmegaConf.to_container(member.model, resolve=True)
     folds = int(member.get("oof_folds", 5))
-    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
-    path = Path(cfg.paths.cache_dir) / "baselines" / f"tfidf_lr-{stable_hash(key)}"
-    if not (path / "manifest.json").is_file():
-        hydra.utils.instantiate(member.model).fit(dm.texts("train"), dm.label_ids("train"), dm.labels).save(
-            path, extra={"key": key}
-        )
+    path = fit_cached_text_model(cfg, member.model, "tfidf_lr", dm)[0]
     model = TfidfLR.load(path)
     oof_path = path.with_name(path.name + f"-oof{folds}.npy")
     if oof_path.is_file():
@@ -325,6 +333,18 @@ def _logits_train_val_test(cfg: DictConfig, dm, teacher: TeacherResult) -> dict:
     return {k: v.numpy() for k, v in out.items()}
 
 
+def _text_logits_fn(t: TeacherResult, batch_size: int):
+    """``texts -> (N, C)`` logits of a fine-tuned transformer teacher (texts with no corpus id)."""
+
+    def fn(texts):
+        from bertcompress.distill.soft_targets import predict_logits
+
+        ds = EncodedDataset(list(range(len(texts))), t.encoder(texts), [-100] * len(texts))
+        return predict_logits(t.module, ds, t.encoder.tokenizer, batch_size, "member logits")[1].numpy()
+
+    return fn
+
+
 def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers: list) -> TeacherEnsemble:
     """The primary teacher plus ``cfg.teacher.members`` (``tfidf_lr`` or full transformer teacher configs),
     weights from ``cfg.teacher.weights`` or tuned on validation macro-F1, and the ensemble's test metrics.
@@ -334,17 +354,7 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
     """
     names = [teacher_name(cfg)]
     logits = [_logits_train_val_test(cfg, dm, teacher)]
-
-    def primary_text_logits(texts):
-        from bertcompress.distill.soft_targets import predict_logits
-
-        ids = list(range(len(texts)))
-        ds = EncodedDataset(ids, teacher.encoder(texts), [-100] * len(texts))
-        return predict_logits(
-            teacher.module, ds, teacher.encoder.tokenizer, dm.eval_batch_size, "teacher logits (transfer)"
-        )[1].numpy()
-
-    text_logits, reports = [primary_text_logits], {}
+    text_logits, reports = [], {}
     for name, member in (cfg.teacher.get("members") or {}).items():
         kind = member.get("kind", "transformer")
         if kind == "tfidf_lr":
@@ -353,12 +363,7 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
             mcfg = OmegaConf.merge(cfg, {"teacher": member})
             mteacher = get_teacher(mcfg, dm, loggers)
             by_id = _logits_train_val_test(mcfg, dm, mteacher)
-
-            def fn(texts, t=mteacher):
-                from bertcompress.distill.soft_targets import predict_logits
-
-                ds = EncodedDataset(list(range(len(texts))), t.encoder(texts), [-100] * len(texts))
-                return predict_logits(t.module, ds, t.encoder.tokenizer, dm.eval_batch_size, "member logits")[1].numpy()
+            fn = _text_logits_fn(mteacher, dm.eval_batch_size)
         else:
             raise ValueError(f"teacher.members.{name}.kind={kind!r}: expected 'transformer' or 'tfidf_lr'")
         names.append(name)
@@ -459,26 +464,25 @@ def run_student(
     mode = s.get("soft_targets", "black_box")
     transfer = build_transfer(cfg, dm, teacher) if s.kd else None
     transfer_pair = (transfer.ids(), transfer.texts) if transfer else None
+    if transfer_pair:
+        dm.set_transfer(*transfer_pair)  # in the training loader until the fit ends
     if s.kd:
         if mode == "black_box":
+            transfer_logits = {}
+            if transfer is not None:  # the primary teacher's logits on the transfer set, via the on-disk cache
+                extra_key = {"transfer": stable_hash(transfer.texts)}
+                transfer_logits = primary_logits(cfg, dm, teacher, ("transfer",), extra_key)[0]
             if ensemble is not None:
                 t = loss.temperature if loss.mode == "kl" else 1.0
-                primary_transfer = None
-                if transfer is not None:  # the primary teacher's transfer logits go through the on-disk cache
-                    dm.set_transfer(*transfer_pair)
-                    cached = primary_logits(cfg, dm, teacher, ("transfer",), {"transfer": stable_hash(transfer.texts)})[
-                        0
-                    ]
-                    primary_transfer = np.stack([cached[i].numpy() for i in transfer_pair[0]])
+                primary_transfer = (
+                    np.stack([transfer_logits[i].numpy() for i in transfer_pair[0]]) if transfer_pair else None
+                )
                 logits_by_id = ensemble.soft_logits_by_id(
                     dm.ids("train") + dm.ids("val"), t, transfer_pair, primary_transfer
                 )
             else:
                 logits_by_id, logit_cache = primary_logits(cfg, dm, teacher, ("train", "val"))
-                if transfer is not None:
-                    dm.set_transfer(*transfer_pair)
-                    extra_key = {"transfer": stable_hash(transfer.texts)}
-                    logits_by_id.update(primary_logits(cfg, dm, teacher, ("transfer",), extra_key)[0])
+                logits_by_id.update(transfer_logits)
             extra.append(SoftTargetCallback(logits_by_id=logits_by_id))
         elif mode == "online":
             texts = dict(zip(dm.ids("train"), dm.texts("train"), strict=True))
@@ -487,7 +491,6 @@ def run_student(
             extra.append(SoftTargetCallback(teacher=teacher.module, teacher_encoder=teacher.encoder, texts_by_id=texts))
         else:
             raise ValueError(f"student.soft_targets={mode!r}: expected 'black_box' or 'online'")
-    dm.set_transfer(*transfer_pair) if transfer_pair else dm.set_transfer(None)
     module = DistillStudent(
         bundle.module,
         dm.labels,
@@ -544,12 +547,17 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
     return compress_and_save(final, cfg.compression, path, calibration, finetune)
 
 
-def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, artifact: Path, teacher: TeacherResult) -> dict:
-    """Benchmark the saved artifact, reloaded from disk, against the fp32 fine-tuned teacher."""
+def teacher_reference(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult):
+    """The benchmark's reference: the fp32 fine-tuned teacher, loaded from its cache dir."""
+    return hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
+
+
+def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, predictor, reference, **kwargs) -> dict:
+    """Benchmark ``predictor`` (an artifact reloaded from disk) against ``reference`` on the test split,
+    with the ``cfg.benchmark`` settings; ``kwargs`` go to :func:`benchmark` (e.g. ``evaluate_reference``)."""
     b = cfg.benchmark
-    reference = hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
     return benchmark(
-        load_artifact(artifact, threads=int(b.threads)),
+        predictor,
         dm.texts("test"),
         dm.label_ids("test"),
         reference=reference,
@@ -560,46 +568,24 @@ def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, artifact: Path,
         threads=int(b.threads),
         cuda=bool(b.get("cuda", False)),
         block_size=int(b.get("block_size", 10)),
+        **kwargs,
     )
 
 
-def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> dict | None:
+def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, reference) -> dict | None:
     """Fit (or load from ``${paths.cache_dir}/baselines``) the classical floor and benchmark it, reloaded
-    from disk, against the same fp32 teacher as the final model. Returns its results block, or None
-    for ``baseline=none``."""
+    from disk, against ``reference`` (the same fp32 teacher as the final model; None when the benchmark
+    is off). Returns its results block, or None for ``baseline=none``."""
     b = cfg.get("baseline") or {}
     if b.get("name", "none") == "none":
         return None
-    params = OmegaConf.to_container(b.model, resolve=True)
-    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
-    path = Path(cfg.paths.cache_dir) / "baselines" / f"{b.name}-{stable_hash(key)}"
-    hit = (path / "manifest.json").is_file()
-    fit_time = 0.0
-    if not hit:
-        start = time.perf_counter()
-        model = hydra.utils.instantiate(b.model).fit(dm.texts("train"), dm.label_ids("train"), dm.labels)
-        fit_time = time.perf_counter() - start
-        model.save(path, extra={"key": key, "fit_time_s": fit_time})
-    bb = cfg.benchmark
+    path, hit, fit_time = fit_cached_text_model(cfg, b.model, b.name, dm)
     predictor = load_artifact(path)
-    if not bb.enabled:
+    if reference is None:
         probs = predictor.predict_proba(dm.texts("test"))
         test = classification_metrics(dm.label_ids("test"), probs.argmax(-1).tolist(), dm.labels)
         return {"name": b.name, "artifact": str(path), "cache_hit": hit, "fit_time_s": fit_time, "test": test}
-    reference = hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
-    bench = benchmark(
-        predictor,
-        dm.texts("test"),
-        dm.label_ids("test"),
-        reference=reference,
-        n_runs=int(bb.n_runs),
-        warmup=int(bb.warmup),
-        throughput_batches=int(bb.throughput_batches),
-        throughput_batch_size=int(bb.throughput_batch_size),
-        threads=int(bb.threads),
-        block_size=int(bb.get("block_size", 10)),
-        evaluate_reference=False,
-    )
+    bench = run_benchmark(cfg, dm, predictor, reference, evaluate_reference=False)
     log.info("Baseline %s: test macro-F1 %.2f (%s)", b.name, bench["test"]["macro_f1"], "cached" if hit else "fitted")
     return {
         "name": b.name,
@@ -694,8 +680,10 @@ def run(cfg: DictConfig) -> dict:
         results["compression"] = compress_final(cfg, dm, final, out_dir / "artifact")
         results["artifact"] = str(out_dir / "artifact")
         final_test = final_block["test"]
-        if cfg.benchmark.enabled:
-            bench = run_benchmark(cfg, dm, out_dir / "artifact", teacher)
+        predictor = load_artifact(out_dir / "artifact", threads=int(cfg.benchmark.threads))
+        reference = teacher_reference(cfg, dm, teacher) if cfg.benchmark.enabled else None
+        if reference is not None:
+            bench = run_benchmark(cfg, dm, predictor, reference)
             results["benchmark"] = bench
             final_test = bench["test"]
             results.update(
@@ -706,15 +694,13 @@ def run(cfg: DictConfig) -> dict:
                 latency_p95_ms=bench["latency_ms"]["p95"],
                 throughput_seq_s=bench["throughput_seq_s"],
             )
-        baseline = run_baseline(cfg, dm, teacher)
+        baseline = run_baseline(cfg, dm, reference)
         if baseline is not None:
             results["baseline"] = baseline
             # the final model has a reason to exist only if it beats the free floor
             results["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
         if dm.ids("val"):  # the compressed artifact on the validation split: what a sweeper may tune on
-            probs = load_artifact(out_dir / "artifact", threads=int(cfg.hardware.threads)).predict_proba(
-                dm.texts("val")
-            )
+            probs = predictor.predict_proba(dm.texts("val"))
             results["final_val"] = classification_metrics(dm.label_ids("val"), probs.argmax(-1).tolist(), dm.labels)
         results["retention"] = {
             "macro_f1": final_test["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
@@ -801,7 +787,7 @@ def metric_value(results: dict, name: str | None) -> float | None:
     if results.get("status") != "finished":
         return float("nan")
     stage, _, key = name.rpartition("/")
-    block = results.get({"val": "final_val", "test": "final_test", "": None}.get(stage, stage)) if stage else results
+    block = results.get({"val": "final_val", "test": "final_test"}.get(stage, stage)) if stage else results
     if block is None or key not in block:
         raise KeyError(f"optimized_metric={name!r}: results.json has no such figure (try val/macro_f1)")
     return float(block[key])
