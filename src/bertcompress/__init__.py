@@ -11,17 +11,20 @@ def run_name(teacher: str, student: str = "none", compression: str = "none") -> 
     return name if compression in (None, "none") else f"{name}+{compression}"
 
 
-def wandb_group(task_name: str, sweep_name: str) -> str:
-    """W&B group: ``<task_name>/<sweep_name>`` for the jobs of a multirun, ``task_name`` for a single run."""
+def is_multirun() -> bool:
+    """True inside a job of a Hydra multirun (``-m``); False in a single run or with no Hydra context."""
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            return f"{task_name}/{sweep_name}"
-    except Exception:  # noqa: BLE001  (no Hydra context)
-        pass
-    return str(task_name)
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:  # noqa: BLE001  (no Hydra context: a plain call)
+        return False
+
+
+def wandb_group(task_name: str, sweep_name: str) -> str:
+    """W&B group: ``<task_name>/<sweep_name>`` for the jobs of a multirun, ``task_name`` for a single run."""
+    return f"{task_name}/{sweep_name}" if is_multirun() else str(task_name)
 
 
 def threads_per_job(threads: int) -> int:

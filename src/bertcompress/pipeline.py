@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bertcompress import is_multirun
 from bertcompress.benchmark.bench import benchmark
 from bertcompress.benchmark.machine import machine_info
 from bertcompress.benchmark.params import count_parameters
@@ -732,16 +733,6 @@ def run(cfg: DictConfig) -> dict:
         finish_loggers(loggers)
 
 
-def _is_multirun() -> bool:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    except Exception:  # noqa: BLE001  (no Hydra context: a plain call)
-        return False
-
-
 def run_job(cfg: DictConfig) -> dict:
     """:func:`run` for one job of a run or sweep, with resumable sweeps and recorded failures.
 
@@ -773,7 +764,7 @@ def run_job(cfg: DictConfig) -> dict:
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, failed)
-        if not _is_multirun():
+        if not is_multirun():
             raise
         log.exception("Job %s failed (recorded in %s); the sweep goes on", cfg.get("run_name"), path)
         return failed
