@@ -251,12 +251,14 @@ class ClassificationDataModule(L.LightningDataModule):
         self, split: str, encoder: TextEncoder | None = None, shuffle: bool = False, batch_size: int | None = None
     ) -> DataLoader:
         encoder = encoder or self.encoder
-        ds = self.dataset(split, encoder)
         bs = batch_size or (self.batch_size if split == "train" else self.eval_batch_size)
+        return self._loader(self.dataset(split, encoder), encoder, bs, shuffle)
+
+    def _loader(self, ds, encoder: TextEncoder, batch_size: int, shuffle: bool) -> DataLoader:
         gen = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             ds,
-            batch_size=bs,
+            batch_size=batch_size,
             shuffle=shuffle,
             collate_fn=PadCollator(encoder.tokenizer),
             num_workers=self.num_workers,
@@ -266,16 +268,8 @@ class ClassificationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if not self.transfer:
             return self.loader("train", shuffle=True)
-        encoder = self.encoder
-        ds = torch.utils.data.ConcatDataset([self.dataset("train", encoder), self.dataset("transfer", encoder)])
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=True,
-            collate_fn=PadCollator(encoder.tokenizer),
-            num_workers=self.num_workers,
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        parts = [self.dataset("train"), self.dataset("transfer")]  # the transfer set joins training only
+        return self._loader(torch.utils.data.ConcatDataset(parts), self.encoder, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader("val")
