@@ -100,31 +100,23 @@ def accuracy_bars(agg: pd.DataFrame, path: Path) -> Path:
     )
 
 
+def _ratio_bars(agg: pd.DataFrame, column: str, label: str, xlabel: str, title: str, path: Path, errors: bool):
+    """One bar per configuration of a ratio against the fp32 teacher, largest first; dashed: 1× (no gain)."""
+    d = agg.dropna(subset=[column]).sort_values(column, ascending=False)
+    err = {label: d[f"{column}_std"].to_numpy()} if errors else None
+    return _barh(list(d["model"]), {label: d[column].to_numpy()}, xlabel, title, path, errors=err, ref=1.0)
+
+
 def speedup_bars(agg: pd.DataFrame, path: Path) -> Path:
-    """Batch-1 CPU speedup over the fp32 teacher (paper Fig. 4); dashed: 1× (no gain)."""
-    d = agg.dropna(subset=["speedup"]).sort_values("speedup", ascending=False)
-    return _barh(
-        list(d["model"]),
-        {"speedup": d["speedup"].to_numpy()},
-        "speedup × (fp32 teacher latency p50 / model latency p50, same process)",
-        "Speedup at batch 1 on CPU",
-        path,
-        errors={"speedup": d["speedup_std"].to_numpy()},
-        ref=1.0,
-    )
+    """Batch-1 CPU speedup over the fp32 teacher (paper Fig. 4), ± std over seeds; dashed: 1× (no gain)."""
+    xlabel = "speedup × (fp32 teacher latency p50 / model latency p50, same process)"
+    return _ratio_bars(agg, "speedup", "speedup", xlabel, "Speedup at batch 1 on CPU", path, errors=True)
 
 
 def compression_bars(agg: pd.DataFrame, path: Path) -> Path:
     """Compression ratio on disk (fp32 teacher MB / model MB); dashed: 1×."""
-    d = agg.dropna(subset=["compression_ratio"]).sort_values("compression_ratio", ascending=False)
-    return _barh(
-        list(d["model"]),
-        {"compression ratio": d["compression_ratio"].to_numpy()},
-        "compression ratio × (fp32 teacher size on disk / model size on disk)",
-        "Compression ratio",
-        path,
-        ref=1.0,
-    )
+    xlabel = "compression ratio × (fp32 teacher size on disk / model size on disk)"
+    return _ratio_bars(agg, "compression_ratio", "compression ratio", xlabel, "Compression ratio", path, errors=False)
 
 
 def radar(agg: pd.DataFrame, path: Path, title: str, top: int = 6) -> Path:
