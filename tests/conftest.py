@@ -61,6 +61,66 @@ def tiny_tokenizer_dir(tmp_path_factory, ubmec_texts) -> Path:
     return out
 
 
+CONLL = DATA_DIR / "conll2003"
+
+requires_conll = pytest.mark.skipif(
+    not (CONLL / "train.txt").is_file(), reason=f"CoNLL-2003 not found in {CONLL}; set BERTCOMPRESS_DATA_DIR"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_ner_bert_dir(tmp_path_factory) -> Path:
+    """A random 2-layer, 32-hidden BertModel with a WordPiece tokenizer (vocab ~600) trained on the first
+    2,000 real CoNLL-2003 training sentences."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from bertcompress.data.conll import read_conll
+
+    if not (CONLL / "train.txt").is_file():
+        pytest.skip(f"CoNLL-2003 not found in {CONLL}")
+    sentences = [" ".join(s.tokens) for s in read_conll(CONLL / "train.txt")[:2000]]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tok.train_from_iterator(sentences, trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=512,
+    )  # fmt: skip
+    tok_dir = tmp_path_factory.mktemp("tiny_ner_tok")
+    fast.save_pretrained(tok_dir)
+    return _save_tiny("bert", tok_dir, tmp_path_factory.mktemp("tiny_ner_bert"))
+
+
+@pytest.fixture
+def tiny_ner_overrides(tiny_ner_bert_dir) -> list[str]:
+    """Overrides for a seconds-long real NER run: tiny BERT teacher on the first CoNLL-2003 sentences."""
+    return [
+        "task=ner",
+        f"teacher.hub_id={tiny_ner_bert_dir}",
+        "teacher.name=tiny_ner_bert",
+        "teacher.epochs=1",
+        "teacher.module.freeze_word_embeddings=false",
+        "data.limit_train=96",
+        "data.limit_val=32",
+        "data.limit_test=40",
+        "data.max_length=48",
+        "data.batch_size=16",
+        "logger=csv",
+        "callbacks.rich_progress_bar=null",
+        "benchmark.n_runs=3",
+        "benchmark.warmup=1",
+        "benchmark.throughput_batches=1",
+        "benchmark.throughput_batch_size=8",
+        "benchmark.inference_samples=20",
+    ]
+
+
 def _save_tiny(kind: str, tokenizer_dir: Path, out: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel, ElectraConfig, ElectraModel
 

@@ -38,3 +38,64 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], label_n
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def ner_metrics(y_true: Sequence[Sequence[int]], y_pred: Sequence[Sequence[int]], label_names: Sequence[str]) -> dict:
+    """Entity-level precision, recall and F1 (seqeval, CoNLL evaluation: an entity counts only when its
+    type and both boundaries match; Nakayama 2018, https://github.com/chakki-works/seqeval), micro and
+    per type, plus token accuracy. All in %.
+
+    Args:
+        y_true, y_pred: per sentence, a tag id per word (same lengths).
+        label_names: BIO tag names in id order.
+
+    Returns:
+        ``{"n", "tokens", "precision", "recall", "f1", "macro_f1", "accuracy", "per_type": {TYPE: {...}}}``:
+        ``f1`` is the micro entity F1 (the CoNLL figure), ``macro_f1`` its mean over entity types and
+        ``accuracy`` the token accuracy.
+
+    Raises:
+        ValueError: when a sentence's predicted and true lengths differ.
+    """
+    from seqeval.metrics import accuracy_score as seq_accuracy
+    from seqeval.metrics import classification_report
+
+    names = list(label_names)
+    true_tags, pred_tags = [], []
+    for i, (t, p) in enumerate(zip(y_true, y_pred, strict=True)):
+        if len(t) != len(p):
+            raise ValueError(f"sentence {i}: {len(t)} true tags but {len(p)} predicted")
+        true_tags.append([names[x] for x in t])
+        pred_tags.append([names[x] for x in p])
+    report = classification_report(true_tags, pred_tags, output_dict=True, zero_division=0, mode=None)
+    types = sorted(k for k in report if k not in {"micro avg", "macro avg", "weighted avg"})
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    return {
+        "n": len(true_tags),
+        "tokens": int(sum(len(t) for t in true_tags)),
+        "precision": 100.0 * float(micro["precision"]),
+        "recall": 100.0 * float(micro["recall"]),
+        "f1": 100.0 * float(micro["f1-score"]),
+        "macro_f1": 100.0 * float(np.mean([report[k]["f1-score"] for k in types])) if types else 0.0,
+        "accuracy": 100.0 * float(seq_accuracy(true_tags, pred_tags)) if true_tags else 0.0,
+        "per_type": {
+            k: {
+                "precision": 100.0 * float(report[k]["precision"]),
+                "recall": 100.0 * float(report[k]["recall"]),
+                "f1": 100.0 * float(report[k]["f1-score"]),
+                "support": int(report[k]["support"]),
+            }
+            for k in types
+        },
+    }
+
+
+def task_metrics(task: str, y_true, y_pred, label_names: Sequence[str]) -> dict:
+    """:func:`classification_metrics` or, for ``task == "ner"``, :func:`ner_metrics`."""
+    return (ner_metrics if task == "ner" else classification_metrics)(y_true, y_pred, label_names)
+
+
+def headline_metric(task: str) -> str:
+    """The figure a task is judged by in results and retention: ``macro_f1`` (classification) or the
+    micro entity ``f1`` (ner, the CoNLL-2003 figure)."""
+    return "f1" if task == "ner" else "macro_f1"

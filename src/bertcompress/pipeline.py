@@ -38,7 +38,7 @@ from bertcompress.distill.multi_teacher import (
     tune_weights,
 )
 from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCache
-from bertcompress.metrics import classification_metrics
+from bertcompress.metrics import classification_metrics, headline_metric, task_metrics
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.models.student_builder import build_student
@@ -93,7 +93,9 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
     )
     callbacks = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
     stopping = callbacks.get("early_stopping") or {}
+    task = {"task": dm.task} if dm.task != "classification" else {}  # classification keys stay as they were
     return {
+        **task,
         "teacher": teacher,
         "source": model_source(cfg.teacher.hub_id),
         "data": dm.fingerprint(),
@@ -129,9 +131,11 @@ def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) ->
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoder = TextEncoder(tokenizer, dm.max_length, get_text_normalizer(cfg.teacher.get("text_normalizer")))
+    encoder = dm.make_encoder(tokenizer, dm.max_length, get_text_normalizer(cfg.teacher.get("text_normalizer")))
     dm.set_encoder(encoder)
-    module = hydra.utils.instantiate(cfg.teacher.module, model_dir=str(model_dir), label_names=dm.labels)
+    module = hydra.utils.instantiate(
+        cfg.teacher.module, model_dir=str(model_dir), label_names=dm.labels, **_task_kwargs(dm)
+    )
     if hit:
         meta = OmegaConf.to_container(OmegaConf.load(cache_dir / META_FILE))
         if meta.get("label_names") != list(dm.labels):
@@ -161,6 +165,11 @@ def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) ->
     return TeacherResult(module, encoder, cache_dir, False, train_time, meta)
 
 
+def _task_kwargs(dm) -> dict:
+    """``task=ner`` for a sequence-labeling datamodule (a token-classification head); nothing otherwise."""
+    return {"task": dm.task} if dm.task != "classification" else {}
+
+
 def _metric(trainer: L.Trainer, name: str, best=None) -> float | None:
     value = best if best is not None else trainer.callback_metrics.get(name)
     return float(value) if value is not None else None
@@ -175,8 +184,18 @@ def evaluate(module: TeacherFinetune, dm: ClassificationDataModule, cfg: DictCon
     trainer.test(module, datamodule=dm, verbose=False)
     elapsed = time.perf_counter() - start
     out = module.test_outputs
-    preds = out["logits"].argmax(-1).tolist()
-    metrics = classification_metrics(out["labels"].tolist(), preds, dm.labels)
+    if dm.task == "ner":  # every word of every test sentence; words cut off by max_length count as "O"
+        from bertcompress.data.conll import word_predictions
+
+        by_id = dict(zip(out["ids"].tolist(), out["logits"], strict=True))
+        true = dm.label_ids("test")
+        rows = [by_id[i].argmax(-1).tolist() for i in dm.ids("test")]
+        fill = dm.labels.index("O") if "O" in dm.labels else 0
+        preds = word_predictions([[0] * len(r) for r in rows], rows, [len(t) for t in true], fill)
+        metrics = task_metrics("ner", true, preds, dm.labels)
+    else:
+        preds = out["logits"].argmax(-1).tolist()
+        metrics = classification_metrics(out["labels"].tolist(), preds, dm.labels)
     metrics["test_time_s"] = elapsed
     return metrics
 
@@ -417,6 +436,7 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
     resolved = OmegaConf.to_container(cfg.teacher, resolve=True)
     teacher_key = teacher_cache_key(cfg, dm)
     return {
+        **({"task": dm.task} if dm.task != "classification" else {}),
         "teacher": teacher.cache_dir.name,
         "ensemble": {k: resolved.get(k) for k in ENSEMBLE_KEYS},
         "student": OmegaConf.to_container(cfg.student, resolve=True),
@@ -448,6 +468,7 @@ def run_student(
         s.get("max_length") or dm.max_length,
         cfg.paths.cache_dir,
         cfg.teacher.get("text_normalizer"),
+        task=dm.task,
     )
     key = student_cache_key(cfg, dm, teacher)
     cache_dir = Path(cfg.paths.cache_dir) / "students" / f"{s.name}-{stable_hash(key)}"
@@ -485,6 +506,8 @@ def run_student(
                 logits_by_id, logit_cache = primary_logits(cfg, dm, teacher, ("train", "val"))
                 logits_by_id.update(transfer_logits)
             extra.append(SoftTargetCallback(logits_by_id=logits_by_id))
+        elif mode == "online" and dm.task == "ner":
+            raise ValueError("student.soft_targets=online is for text classification; task=ner uses black_box")
         elif mode == "online":
             texts = dict(zip(dm.ids("train"), dm.texts("train"), strict=True))
             if transfer_pair:
@@ -550,7 +573,9 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
 
 def teacher_reference(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult):
     """The benchmark's reference: the fp32 fine-tuned teacher, loaded from its cache dir."""
-    return hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
+    return hf_predictor(
+        teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"), task=dm.task
+    )
 
 
 def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, predictor, reference, **kwargs) -> dict:
@@ -580,6 +605,8 @@ def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, reference) -> di
     b = cfg.get("baseline") or {}
     if b.get("name", "none") == "none":
         return None
+    if dm.task != "classification":
+        raise ValueError(f"baseline={b.name} is a text classifier; task={dm.task} has no classical floor (baseline=none)")
     path, hit, fit_time = fit_cached_text_model(cfg, b.model, b.name, dm)
     predictor = load_artifact(path)
     if reference is None:
@@ -621,6 +648,11 @@ def run(cfg: DictConfig) -> dict:
 
     dm: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     dm.setup()
+    task = cfg.get("task", {}).get("name", "classification")
+    if task != dm.task:
+        raise ValueError(f"task={task} but data={cfg.data.name} is a {dm.task} corpus: use task={dm.task}")
+    if task == "ner" and (cfg.teacher.get("members") or (cfg.get("augment") or {}).get("enabled")):
+        raise ValueError("task=ner: multi-teacher ensembles and augmented transfer sets are for classification")
     loggers = instantiate_loggers(cfg.get("logger"))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
@@ -631,7 +663,8 @@ def run(cfg: DictConfig) -> dict:
         results = {
             "status": "finished",
             "run_name": cfg.run_name,
-            "task": "classification",
+            "task": dm.task,
+            "headline_metric": headline_metric(dm.task),
             "final_model": "teacher",
             "teacher": {
                 "name": cfg.teacher.name,
@@ -665,6 +698,7 @@ def run(cfg: DictConfig) -> dict:
             list(dm.labels),
             cfg.teacher.get("text_normalizer"),
             hf_model=teacher.module.model,
+            task=dm.task,
         )
         if has_student:
             bundle, results["student"] = run_student(cfg, dm, teacher, loggers, ensemble)
@@ -677,6 +711,7 @@ def run(cfg: DictConfig) -> dict:
                 list(dm.labels),
                 bundle.info.get("text_normalizer"),
                 hf_model=getattr(bundle.module, "model", None),
+                task=dm.task,
             )
         results["compression"] = compress_final(cfg, dm, final, out_dir / "artifact")
         results["artifact"] = str(out_dir / "artifact")
@@ -701,12 +736,25 @@ def run(cfg: DictConfig) -> dict:
             # the final model has a reason to exist only if it beats the free floor
             results["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
         if dm.ids("val"):  # the compressed artifact on the validation split: what a sweeper may tune on
-            probs = predictor.predict_proba(dm.texts("val"))
-            results["final_val"] = classification_metrics(dm.label_ids("val"), probs.argmax(-1).tolist(), dm.labels)
+            results["final_val"] = task_metrics(
+                dm.task, dm.label_ids("val"), predictor.predict_labels(dm.texts("val")), dm.labels
+            )
+        if dm.task == "ner" and reference is not None:  # Buuri 2022's table: the first 1,000 val sentences
+            from bertcompress.benchmark.bench import inference_table
+
+            n = int(cfg.benchmark.get("inference_samples", 1000))
+            results["inference_val"] = {
+                "final": inference_table(predictor, dm.texts("val"), dm.label_ids("val"), n),
+                "reference": inference_table(reference, dm.texts("val"), dm.label_ids("val"), n),
+            }
+        head = headline_metric(dm.task)
         results["retention"] = {
             "macro_f1": final_test["macro_f1"] / max(teacher_test["macro_f1"], 1e-9),
             "accuracy": final_test["accuracy"] / max(teacher_test["accuracy"], 1e-9),
         }
+        if head != "macro_f1":
+            results["retention"][head] = final_test[head] / max(teacher_test[head], 1e-9)
+            results[head] = final_test[head]
         results.update(
             accuracy=final_test["accuracy"],
             macro_f1=final_test["macro_f1"],

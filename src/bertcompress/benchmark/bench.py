@@ -33,7 +33,7 @@ import torch
 from bertcompress.benchmark.machine import machine_info
 from bertcompress.benchmark.params import count_parameters
 from bertcompress.compression.artifact import Predictor
-from bertcompress.metrics import classification_metrics
+from bertcompress.metrics import task_metrics
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def benchmark(
     """Measure ``predictor`` (and ``reference`` interleaved with it) on the test texts.
 
     Args:
-        texts / labels: the test set (labels are class ids).
+        texts / labels: the test set (labels are class ids; for ``task == "ner"`` word lists and a tag
+            id per word, scored with seqeval).
         n_runs: timed batch-1 runs (the median is p50); ``warmup`` untimed runs come first.
         block_size: timed runs per model per interleaved block (see the comment in the code).
         throughput_batches: timed batches of ``throughput_batch_size`` sequences.
@@ -171,9 +172,9 @@ def benchmark(
         }
         if evaluate:
             start = time.perf_counter()
-            probs = m.predict_proba(texts)
+            preds = m.predict_labels(texts)
             total = time.perf_counter() - start
-            out["test"] = classification_metrics(labels, probs.argmax(-1).tolist(), m.label_names)
+            out["test"] = task_metrics(m.task, labels, preds, m.label_names)
             out["inference"] = {
                 "samples": len(texts),
                 "total_time_s": total,
@@ -194,6 +195,41 @@ def benchmark(
         result["cuda_latency_ms"] = _cuda_latency(predictor, singles[0], warmup)
     result["machine"] = machine_info()
     return result
+
+
+def inference_table(predictor: Predictor, texts: Sequence, labels: Sequence, limit: int = 1000) -> dict:
+    """Buuri 2022's inference benchmark over the first ``limit`` examples (his: the first 1,000 sentences
+    of the validation set), one example at a time as a served model sees them.
+
+    Returns:
+        ``{"samples", "accuracy", "precision", "recall", "f1", "total_time_s", "samples_per_s",
+        "latency_per_sample_ms", "batch_size": 1}``: accuracy (token accuracy for NER), precision,
+        recall and F1 in % (entity-level micro for NER, macro for classification), times in s and ms.
+    """
+    texts, labels = list(texts[:limit]), list(labels[:limit])
+    predictor.predict_labels(texts[:1], batch_size=1)  # warm-up, untimed
+    start = time.perf_counter()
+    preds = [p for t in texts for p in predictor.predict_labels([t], batch_size=1)]
+    total = time.perf_counter() - start
+    m = task_metrics(predictor.task, labels, preds, predictor.label_names)
+    if predictor.task == "ner":
+        prf = {k: m[k] for k in ("precision", "recall", "f1")}
+    else:
+        per = m["per_class"].values()
+        prf = {
+            "precision": float(np.mean([v["precision"] for v in per])),
+            "recall": float(np.mean([v["recall"] for v in per])),
+            "f1": m["macro_f1"],
+        }
+    return {
+        "samples": len(texts),
+        "accuracy": m["accuracy"],
+        **prf,
+        "total_time_s": total,
+        "samples_per_s": len(texts) / total if total else None,
+        "latency_per_sample_ms": 1000.0 * total / max(1, len(texts)),
+        "batch_size": 1,
+    }
 
 
 def _cuda_latency(predictor: Predictor, batches: list[dict], warmup: int) -> dict:

@@ -33,6 +33,7 @@ class FinalModel:
     label_names: list[str]
     normalizer: str | None = None
     hf_model: nn.Module | None = None
+    task: str = "classification"
 
 
 def validate_compression(cfg: DictConfig) -> None:
@@ -114,6 +115,7 @@ def compress_and_save(
         max_length=final.encoder.max_length,
         normalizer=final.normalizer,
         extra=extra,
+        task=final.task,
     )
     if q and q.get("mode"):
         ptq = QuantizationCallback.from_config(q)

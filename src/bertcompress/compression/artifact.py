@@ -33,7 +33,8 @@ MANIFEST = "manifest.json"
 SKELETON = "skeleton.pt"
 WEIGHT_FILES = {"hf": "model.safetensors", "torch": "model.pt", "onnx": "model.onnx"}
 HOW_TO_LOAD = {
-    "hf": "AutoModelForSequenceClassification.from_pretrained(dir); AutoTokenizer.from_pretrained(dir)",
+    "hf": "AutoModelForSequenceClassification.from_pretrained(dir) (task ner: AutoModelForTokenClassification); "
+    "AutoTokenizer.from_pretrained(dir)",
     "torch": "bertcompress.compression.artifact.load_artifact(dir) (torch.load(dir/'model.pt', weights_only=False))",
     "onnx": "onnxruntime.InferenceSession(dir/'model.onnx') with input_ids and attention_mask (int64)",
 }
@@ -64,6 +65,7 @@ def save_artifact(
     onnx_file: str | Path | None = None,
     extra: dict | None = None,
     skeleton: nn.Module | None = None,
+    task: str = "classification",
 ) -> Path:
     """Write an artifact dir atomically. Give ``hf_model`` for ``hf``, ``module`` for ``torch``, ``onnx_file`` for ``onnx``.
 
@@ -100,6 +102,7 @@ def save_artifact(
             tmp / MANIFEST,
             {
                 "format": fmt,
+                "task": task,
                 "weights": WEIGHT_FILES[fmt],
                 "label_names": list(label_names),
                 "max_length": max_length,
@@ -116,8 +119,9 @@ def save_artifact(
 class Predictor:
     """A loaded artifact: tokenizes with its own tokenizer and runs its model on CPU.
 
-    ``logits(batch)``: batch dict of (B, T) int64 tensors -> (B, C) float32 numpy. For a text model
-    (``sklearn`` format: TF-IDF + LR) a batch is a list of B strings, since vectorizing is its model.
+    ``logits(batch)``: batch dict of (B, T) int64 tensors -> (B, C) float32 numpy ((B, T, C) for a
+    sequence labeler, ``task == "ner"``, whose texts are word lists). For a text model (``sklearn``
+    format: TF-IDF + LR) a batch is a list of B strings, since vectorizing is its model.
     """
 
     path: Path
@@ -130,6 +134,10 @@ class Predictor:
     @property
     def label_names(self) -> list[str]:
         return self.manifest["label_names"]
+
+    @property
+    def task(self) -> str:
+        return self.manifest.get("task", "classification")
 
     @property
     def weights_file(self) -> Path:
@@ -166,24 +174,59 @@ class Predictor:
         e = np.exp(logits - logits.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
 
+    def predict_labels(self, texts: Sequence, batch_size: int = 64) -> list:
+        """Predicted label ids: one per text (N,), or for ``task == "ner"`` one per word of each word list
+        (words cut off by ``max_length`` are tagged ``O``)."""
+        if self.task != "ner":
+            return self.predict_proba(texts, batch_size).argmax(-1).tolist() if len(texts) else []
+        from bertcompress.data.conll import TokenPadCollator, word_predictions
+
+        names = self.label_names
+        fill = names.index("O") if "O" in names else 0
+        ids, markers = self.encoder.encode(list(texts))
+        collate = TokenPadCollator(self.encoder.tokenizer)
+        out = []
+        for i in range(0, len(ids), batch_size):
+            b = collate([{"input_ids": x, "labels": m} for x, m in zip(ids[i : i + batch_size], markers[i : i + batch_size], strict=True)])
+            logits = self.logits({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
+            out += word_predictions(
+                b["labels"].tolist(), logits.argmax(-1).tolist(), [len(t) for t in texts[i : i + batch_size]], fill
+            )
+        return out
+
 
 def hf_predictor(
-    model_dir: str | Path, label_names: Sequence[str], max_length: int, normalizer: str | None = None
+    model_dir: str | Path,
+    label_names: Sequence[str],
+    max_length: int,
+    normalizer: str | None = None,
+    task: str = "classification",
 ) -> Predictor:
     """A :class:`Predictor` for a plain HF dir (e.g. the cached fp32 teacher, the benchmark's reference)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from bertcompress.models.classifier import auto_model_class
 
     path = Path(model_dir)
     manifest = {
         "format": "hf",
+        "task": task,
         "weights": WEIGHT_FILES["hf"],
         "label_names": list(label_names),
         "max_length": max_length,
         "text_normalizer": normalizer,
     }
-    encoder = TextEncoder(AutoTokenizer.from_pretrained(path), max_length, get_text_normalizer(normalizer))
-    module = HFStudent(AutoModelForSequenceClassification.from_pretrained(path).eval())
+    encoder = _encoder(task, AutoTokenizer.from_pretrained(path), max_length, normalizer)
+    module = HFStudent(auto_model_class(task).from_pretrained(path).eval())
     return Predictor(path, manifest, encoder, module=module)
+
+
+def _encoder(task: str, tokenizer, max_length: int, normalizer: str | None) -> TextEncoder:
+    if task == "ner":
+        from bertcompress.data.conll import TokenEncoder
+
+        return TokenEncoder(tokenizer, max_length, get_text_normalizer(normalizer))
+    return TextEncoder(tokenizer, max_length, get_text_normalizer(normalizer))
 
 
 def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
@@ -203,12 +246,13 @@ def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
 
         return Predictor(path, manifest, None, text_model=TfidfLR.load(path))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = TextEncoder(tokenizer, manifest["max_length"], get_text_normalizer(manifest.get("text_normalizer")))
+    task = manifest.get("task", "classification")
+    encoder = _encoder(task, tokenizer, manifest["max_length"], manifest.get("text_normalizer"))
     fmt = manifest["format"]
     if fmt == "hf":
-        from transformers import AutoModelForSequenceClassification
+        from bertcompress.models.classifier import auto_model_class
 
-        module = HFStudent(AutoModelForSequenceClassification.from_pretrained(path).eval())
+        module = HFStudent(auto_model_class(task).from_pretrained(path).eval())
         return Predictor(path, manifest, encoder, module=module)
     if fmt == "torch":
         import bertcompress.models.students  # noqa: F401  (classes the pickle refers to)

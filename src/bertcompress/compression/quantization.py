@@ -281,6 +281,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: dict, opset: int = 
     wrapper = _OnnxWrapper(model.eval()).eval()
     args = (example["input_ids"][:2], example["attention_mask"][:2])
     with torch.no_grad():
+        per_token = wrapper(*args).dim() == 3  # sequence labeling: logits (B, T, C)
         torch.onnx.export(
             wrapper,
             args,
@@ -290,7 +291,7 @@ def export_onnx(model: nn.Module, path: str | Path, example: dict, opset: int = 
             dynamic_axes={
                 "input_ids": {0: "batch", 1: "seq"},
                 "attention_mask": {0: "batch", 1: "seq"},
-                "logits": {0: "batch"},
+                "logits": {0: "batch", 1: "seq"} if per_token else {0: "batch"},
             },
             opset_version=opset,
             dynamo=False,

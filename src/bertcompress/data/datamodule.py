@@ -96,6 +96,9 @@ class ClassificationDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
     """
 
+    # the task family: ``classification`` (one label per text) or ``ner`` (one tag per word)
+    task = "classification"
+
     def __init__(
         self,
         name: str,
@@ -232,6 +235,14 @@ class ClassificationDataModule(L.LightningDataModule):
         }
 
     # ---- loaders ---------------------------------------------------------------------------
+    def make_encoder(self, tokenizer, max_length: int | None = None, normalizer=None) -> TextEncoder:
+        """The encoder this task reads its texts with (a :class:`TextEncoder`: raw texts in)."""
+        return TextEncoder(tokenizer, max_length or self.max_length, normalizer)
+
+    def collator(self, encoder: TextEncoder) -> Callable:
+        """Pads a batch of encoded examples (dynamic padding)."""
+        return PadCollator(encoder.tokenizer)
+
     def set_encoder(self, encoder: TextEncoder) -> None:
         """Set the encoder used by the ``*_dataloader`` hooks (the model being trained)."""
         self.encoder = encoder
@@ -260,7 +271,7 @@ class ClassificationDataModule(L.LightningDataModule):
             ds,
             batch_size=batch_size,
             shuffle=shuffle,
-            collate_fn=PadCollator(encoder.tokenizer),
+            collate_fn=self.collator(encoder),
             num_workers=self.num_workers,
             generator=gen if shuffle else None,
         )

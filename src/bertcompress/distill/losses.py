@@ -56,18 +56,39 @@ class SoftTargetLoss:
         return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * t * t
 
     def __call__(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor | None
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Combine the two terms.
 
         Args:
-            student_logits: (N, C).
-            teacher_logits: (N, C), or None when training without KD (then the loss is CE only).
+            student_logits: (N, C), or (B, T, C) for sequence labeling (per-token KD).
+            teacher_logits: like ``student_logits``, or None when training without KD (then the loss is CE only).
             labels: (N,) class ids, ``-100`` for examples with no hard label; None for none at all.
+                Per token: (B, T), ``-100`` off the first subwords; both terms then average over the
+                other tokens only.
+            mask: per token only, (B, T) bool: the tokens that have teacher logits (default: labels != -100).
 
         Returns:
             ``(total, kd, ce)`` scalars; a term that does not apply is 0.
         """
+        if student_logits.dim() == 3:
+            if labels is None:
+                raise ValueError("per-token KD needs the token labels (B, T) to know which tokens count")
+            keep = labels != IGNORE_INDEX
+            kd_keep = keep if mask is None else keep & mask.bool()
+            ce = _masked_ce(student_logits[keep], labels[keep])
+            if teacher_logits is None:
+                return ce, student_logits.new_zeros(()), ce
+            if not bool(kd_keep.any()):
+                kd = student_logits.new_zeros(())
+            else:
+                kd = self.soft_term(student_logits[kd_keep], teacher_logits[kd_keep].to(student_logits.dtype))
+            ce = ce if self.alpha < 1.0 else student_logits.new_zeros(())
+            return self.alpha * kd + (1.0 - self.alpha) * ce, kd, ce
         zero = student_logits.new_zeros(())
         if teacher_logits is None:
             ce = _masked_ce(student_logits, labels)

@@ -15,7 +15,7 @@ class DistillStudent(ClassifierModule):
     """Knowledge distillation of a teacher into ``student`` (Hinton et al. 2015).
 
     Args:
-        student: maps a batch dict to logits (B, C).
+        student: maps a batch dict to logits (B, C), or (B, T, C) for sequence labeling (per-token KD).
         label_names: class names in id order.
         loss: the :class:`SoftTargetLoss` (mode, temperature, alpha).
         kd: False trains the same student on hard labels only (the no-KD ablation).
@@ -48,7 +48,7 @@ class DistillStudent(ClassifierModule):
         teacher_logits = batch.get("teacher_logits") if self.kd else None
         if self.kd and teacher_logits is None:
             raise RuntimeError("kd=True but the batch has no teacher_logits: add a SoftTargetCallback to the Trainer")
-        total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"))
+        total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"), batch.get("teacher_mask"))
         n = len(logits)
         self.log("train/loss", total, prog_bar=True, batch_size=n)
         self.log("train/loss_kd", kd, batch_size=n)

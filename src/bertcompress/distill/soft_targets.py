@@ -33,26 +33,34 @@ def teacher_fingerprint(teacher_dir: str | Path) -> str:
 
 @torch.no_grad()
 def predict_logits(
-    model: nn.Module, dataset, tokenizer, batch_size: int = 64, description: str = "teacher logits"
-) -> tuple[torch.Tensor, torch.Tensor]:
+    model: nn.Module, dataset, tokenizer, batch_size: int = 64, description: str = "teacher logits", collate=None
+) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
     """Run ``model`` (batch -> logits) over ``dataset`` with a progress bar.
 
     Returns:
-        ``(ids (N,) int64, logits (N, C) float32)`` in dataset order.
+        ``(ids (N,) int64, logits (N, C) float32)`` in dataset order. Sequence labeling (logits
+        (B, T, C)): ``logits`` is a list of N ``(n_i, C)`` tensors, the rows of the first subwords
+        (labels != -100), one per word the model saw.
     """
     from rich.progress import track
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=PadCollator(tokenizer))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate or PadCollator(tokenizer))
     was_training = model.training
     model.eval()
-    ids, logits = [], []
+    ids, logits, per_token = [], [], False
     device = next(model.parameters()).device
     for batch in track(loader, description=description, total=len(loader), transient=True):
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits.append(model(batch).float().cpu())
+        z = model(batch).float().cpu()
+        if z.dim() == 3:
+            per_token = True
+            labels = batch["labels"].cpu()
+            logits.extend(row[lab != -100] for row, lab in zip(z, labels, strict=True))
+        else:
+            logits.append(z)
         ids.append(batch["id"].cpu())
     model.train(was_training)
-    return torch.cat(ids), torch.cat(logits)
+    return torch.cat(ids), (logits if per_token else torch.cat(logits))
 
 
 class TeacherLogitCache:
@@ -95,7 +103,7 @@ class TeacherLogitCache:
         """
         if self.path.is_file():
             blob = torch.load(self.path, map_location="cpu", weights_only=True)
-            ids, logits = blob["ids"], blob["logits"]
+            ids, logits, lengths = blob["ids"], blob["logits"], blob.get("lengths")
             self.hit = True
             log.info("Teacher logit cache hit: %s (%d examples)", self.path, len(ids))
         else:
@@ -106,15 +114,21 @@ class TeacherLogitCache:
                     self.encoder.tokenizer,
                     batch_size,
                     f"teacher logits ({split})",
+                    collate=self.dm.collator(self.encoder),
                 )
                 for split in self.splits
             ]
             ids = torch.cat([p[0] for p in parts])
-            logits = torch.cat([p[1] for p in parts])
+            if isinstance(parts[0][1], list):  # per token: rows concatenated, with each example's length
+                rows = [z for p in parts for z in p[1]]
+                logits = torch.cat(rows)
+                lengths = torch.tensor([len(z) for z in rows])
+            else:
+                logits, lengths = torch.cat([p[1] for p in parts]), None
             import io
 
             buf = io.BytesIO()
-            torch.save({"ids": ids, "logits": logits, "key": repr(self.key)}, buf)
+            torch.save({"ids": ids, "logits": logits, "lengths": lengths, "key": repr(self.key)}, buf)
             atomic_write_bytes(self.path, buf.getvalue())
             log.info("Saved teacher logits for %d examples to %s", len(ids), self.path)
         if logits.shape[1] != len(self.dm.labels):
@@ -122,7 +136,33 @@ class TeacherLogitCache:
                 f"Teacher logits have {logits.shape[1]} classes but the data has {len(self.dm.labels)} labels "
                 f"{self.dm.labels}: the teacher was trained on another label set."
             )
+        if lengths is not None:  # {id: (n_words, C)}
+            return dict(zip(ids.tolist(), torch.split(logits, lengths.tolist()), strict=True))
         return dict(zip(ids.tolist(), logits, strict=True))
+
+
+def scatter_token_targets(rows: list[torch.Tensor], labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place per-word teacher logits at the first-subword positions of a batch.
+
+    Args:
+        rows: B tensors (n_i, C): the teacher's logits per word (see :func:`predict_logits`).
+        labels: (B, T) token labels, ``-100`` off the first subwords.
+
+    Returns:
+        ``(teacher_logits (B, T, C), mask (B, T) bool)``: the mask marks the positions that got teacher
+        logits. When the student's tokenizer or max_length keeps fewer or more words than the teacher's,
+        the first min(n) words are matched and the rest stay out of the KD term.
+    """
+    b, t = labels.shape
+    c = rows[0].shape[-1] if rows else 0
+    out = torch.zeros(b, t, c)
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    for i, z in enumerate(rows):
+        pos = (labels[i] != -100).nonzero().flatten()
+        n = min(len(pos), len(z))
+        out[i, pos[:n]] = z[:n].float()
+        mask[i, pos[:n]] = True
+    return out, mask
 
 
 class SoftTargetCallback(L.Callback):
@@ -166,4 +206,13 @@ class SoftTargetCallback(L.Callback):
             return self.teacher({k: v.to(device) for k, v in batch.items()}).float()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        batch["teacher_logits"] = self.soft_targets(batch["id"].tolist(), batch["input_ids"].device)
+        ids = batch["id"].tolist()
+        if self.logits_by_id is not None and ids and self.logits_by_id.get(ids[0], torch.zeros(1)).dim() == 2:
+            missing = [i for i in ids if i not in self.logits_by_id]
+            if missing:
+                raise KeyError(f"No cached teacher logits for example ids {missing[:5]} (of {len(missing)} missing)")
+            z, mask = scatter_token_targets([self.logits_by_id[i] for i in ids], batch["labels"].cpu())
+            device = batch["input_ids"].device
+            batch["teacher_logits"], batch["teacher_mask"] = z.to(device), mask.to(device)
+            return
+        batch["teacher_logits"] = self.soft_targets(ids, batch["input_ids"].device)

@@ -30,7 +30,9 @@ class ClassifierModule(L.LightningModule):
     :meth:`training_step`. Logged: ``val/loss``, ``val/acc``, ``val/macro_f1`` and ``val/f1_<label>``
     (likewise ``test/*``); accuracy and F1 as fractions in [0, 1].
 
-    After ``trainer.test``, :attr:`test_outputs` holds ``ids``, ``logits`` (N, C) and ``labels`` (N,).
+    After ``trainer.test``, :attr:`test_outputs` holds ``ids``, ``logits`` (N, C) and ``labels`` (N,);
+    for sequence labeling (logits (B, T, C)) ``logits``/``labels`` are per-sentence lists of the
+    first-subword rows, (n_i, C) and (n_i,).
     """
 
     def __init__(self, label_names: Sequence[str], optimizer: Callable | None = None, warmup_ratio: float = 0.1):
@@ -42,17 +44,41 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = _metric_set(self.num_labels, "val/")
         self.test_metrics = _metric_set(self.num_labels, "test/")
         self.test_outputs: dict[str, torch.Tensor] = {}
-        self._test_buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._test_buffer: list[tuple] = []
+        self._tag_buffer: dict[str, list] = {"val": [], "test": []}
 
     # ---- evaluation ---------------------------------------------------------------------
+    # Sequence labeling (logits (B, T, C), labels (B, T) with -100 off the first subwords) is scored per
+    # entity with seqeval at epoch end: val/f1, val/precision, val/recall, val/macro_f1 (over entity
+    # types) and val/token_acc; the loss is token CE over the labelled positions.
     def _eval_step(self, batch: dict, metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits = self(batch)
-        loss = nn.functional.cross_entropy(logits, batch["labels"])
-        metrics.update(logits, batch["labels"])
+        labels = batch["labels"]
+        if logits.dim() == 3:
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+            keep = labels != -100
+            preds = logits.argmax(-1)
+            for row in range(len(logits)):
+                self._tag_buffer[stage].append((labels[row][keep[row]].tolist(), preds[row][keep[row]].tolist()))
+        else:
+            loss = nn.functional.cross_entropy(logits, labels)
+            metrics.update(logits, labels)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(logits))
         return logits
 
     def _log_metrics(self, metrics: MetricCollection, stage: str) -> None:
+        if self._tag_buffer[stage]:
+            from bertcompress.metrics import ner_metrics
+
+            true, pred = zip(*self._tag_buffer[stage], strict=True)
+            m = ner_metrics(true, pred, self.label_names)
+            self._tag_buffer[stage] = []
+            values = {k: m[k] / 100.0 for k in ("f1", "precision", "recall", "macro_f1")}
+            values["token_acc"] = m["accuracy"] / 100.0
+            self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=True)
+            for name, v in m["per_type"].items():
+                self.log(f"{stage}/f1_{name}", v["f1"] / 100.0)
+            return
         values = metrics.compute()
         per_class = values.pop(f"{stage}/f1_per_class")
         self.log_dict(values, prog_bar=True)
@@ -70,12 +96,23 @@ class ClassifierModule(L.LightningModule):
         self._test_buffer = []
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self._eval_step(batch, self.test_metrics, "test")
-        self._test_buffer.append((batch["id"].detach().cpu(), logits.detach().float().cpu(), batch["labels"].cpu()))
+        logits = self._eval_step(batch, self.test_metrics, "test").detach().float().cpu()
+        labels = batch["labels"].cpu()
+        if logits.dim() == 3:  # per sentence: the logits of the first subwords, (n_words_seen, C)
+            logits = [z[y != -100] for z, y in zip(logits, labels, strict=True)]
+            labels = [y[y != -100] for y in labels]
+        self._test_buffer.append((batch["id"].detach().cpu(), logits, labels))
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics, "test")
         ids, logits, labels = zip(*self._test_buffer, strict=True)
+        if isinstance(logits[0], list):
+            self.test_outputs = {
+                "ids": torch.cat(ids),
+                "logits": [z for b in logits for z in b],
+                "labels": [y for b in labels for y in b],
+            }
+            return
         self.test_outputs = {"ids": torch.cat(ids), "logits": torch.cat(logits), "labels": torch.cat(labels)}
 
     # ---- optimisation -------------------------------------------------------------------
@@ -99,8 +136,25 @@ class ClassifierModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+TASKS = ("classification", "ner")
+
+
+def auto_model_class(task: str):
+    """``AutoModelForSequenceClassification`` (classification) or ``AutoModelForTokenClassification`` (ner).
+
+    Raises:
+        ValueError: for another task name.
+    """
+    import transformers
+
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}: expected one of {TASKS}")
+    return transformers.AutoModelForTokenClassification if task == "ner" else transformers.AutoModelForSequenceClassification
+
+
 class TeacherFinetune(ClassifierModule):
-    """Fine-tune ``AutoModelForSequenceClassification`` from a local HF dir (Devlin et al. 2019).
+    """Fine-tune ``AutoModelForSequenceClassification`` (or ``...ForTokenClassification`` for
+    ``task="ner"``, logits (B, T, C)) from a local HF dir (Devlin et al. 2019).
 
     Args:
         model_dir: a local HF directory (see :func:`bertcompress.models.resolver.resolve_model`);
@@ -123,9 +177,10 @@ class TeacherFinetune(ClassifierModule):
         warmup_ratio: float = 0.1,
         freeze_word_embeddings: bool = False,
         dropout: float | None = None,
+        task: str = "classification",
     ):
         super().__init__(label_names, optimizer, warmup_ratio)
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(model_dir)
         config.num_labels = self.num_labels
@@ -135,9 +190,8 @@ class TeacherFinetune(ClassifierModule):
             config.classifier_dropout = dropout
         existing = getattr(AutoConfig.from_pretrained(model_dir), "id2label", None)
         ignore = existing is None or len(existing) != self.num_labels
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, config=config, ignore_mismatched_sizes=ignore
-        )
+        self.task = task
+        self.model = auto_model_class(task).from_pretrained(model_dir, config=config, ignore_mismatched_sizes=ignore)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps a module's mode as found
         if freeze_word_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
@@ -147,7 +201,7 @@ class TeacherFinetune(ClassifierModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch)
-        loss = nn.functional.cross_entropy(logits, batch["labels"])
+        loss = nn.functional.cross_entropy(logits.flatten(0, -2), batch["labels"].flatten(), ignore_index=-100)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         return loss
 

@@ -55,15 +55,15 @@ def _label_config(model_config, label_names):
     return model_config
 
 
-def _load_classifier(model_dir: Path, label_names):
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def _load_classifier(model_dir: Path, label_names, task: str = "classification"):
+    from transformers import AutoConfig
+
+    from bertcompress.models.classifier import auto_model_class
 
     config = AutoConfig.from_pretrained(model_dir)
     same = len(getattr(config, "id2label", {}) or {}) == len(label_names)
     config = _label_config(config, label_names)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, config=config, ignore_mismatched_sizes=not same
-    )
+    model = auto_model_class(task).from_pretrained(model_dir, config=config, ignore_mismatched_sizes=not same)
     return model.train()
 
 
@@ -92,6 +92,7 @@ def build_student(
     max_length: int,
     cache_dir: str | Path | None = None,
     teacher_normalizer: str | None = None,
+    task: str = "classification",
 ) -> StudentBundle:
     """Build the configured student.
 
@@ -101,9 +102,12 @@ def build_student(
         label_names: class names in id order.
         train_texts: the training corpus (vocabulary reduction keeps the tokens it uses).
         max_length: truncation length of the student's encoder.
+        task: ``classification`` or ``ner`` (token-classification heads, a :class:`TokenEncoder`, and of
+            the static students only the BiLSTM, as a tagger; ``train_texts`` are then word lists).
 
     Raises:
-        ValueError: for an unknown ``student.kind`` or bad layer settings.
+        ValueError: for an unknown ``student.kind``, bad layer settings, or a static student other than
+            the BiLSTM for ``task=ner``.
     """
     kind = cfg.get("kind")
     if kind not in KINDS:
@@ -111,10 +115,18 @@ def build_student(
     from transformers import AutoTokenizer
 
     info: dict = {"name": cfg.name, "kind": kind}
+    if task == "ner":
+        train_texts = [" ".join(words) for words in train_texts]  # the vocabulary of the corpus
+        target = str(cfg.get("model", {}).get("_target_", "")) if kind == "static" else ""
+        if kind == "static" and not target.endswith("bilstm_student"):
+            raise ValueError(
+                f"student={cfg.name}: task=ner supports the static BiLSTM tagger (student=bilstm), the truncated "
+                "teacher and hub students; the CNN and ensemble students pool a whole text"
+            )
     normalizer_name = cfg.get("text_normalizer", teacher_normalizer if kind != "hf" else None)
     if kind in {"hf", "truncated"}:
         source = resolve_model(cfg.hub_id, cache_dir=cache_dir) if kind == "hf" else Path(teacher_dir)
-        model = _load_classifier(source, label_names)
+        model = _load_classifier(source, label_names, task)
         tokenizer = AutoTokenizer.from_pretrained(source)
         if kind == "truncated":
             n = model.config.num_hidden_layers
@@ -145,9 +157,15 @@ def build_student(
         embedding = StaticEmbedding(
             weight, freeze=emb_cfg.freeze, dropout=emb_cfg.get("dropout", 0.1), padding_idx=tokenizer.pad_token_id
         )
-        module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names))
+        extra = {"per_token": True} if task == "ner" else {}
+        module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names), **extra)
     info["params"] = count_parameters(module)
     info["text_normalizer"] = normalizer_name
-    encoder = TextEncoder(tokenizer, max_length, get_text_normalizer(normalizer_name))
+    if task == "ner":
+        from bertcompress.data.conll import TokenEncoder
+
+        encoder = TokenEncoder(tokenizer, max_length, get_text_normalizer(normalizer_name))
+    else:
+        encoder = TextEncoder(tokenizer, max_length, get_text_normalizer(normalizer_name))
     log.info("Student %s (%s): %s params", cfg.name, kind, f"{info['params']['total']:,}")
     return StudentBundle(module, encoder, info)

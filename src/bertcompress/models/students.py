@@ -23,7 +23,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 class HFStudent(nn.Module):
-    """Wrap an HF ``*ForSequenceClassification`` model: batch -> logits (B, C)."""
+    """Wrap an HF ``*ForSequenceClassification`` model: batch -> logits (B, C) (``*ForTokenClassification``:
+    (B, T, C))."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -172,8 +173,34 @@ class StaticStudent(nn.Module):
         return self.classifier(self.dropout(self.encoder.features(self.embedding(batch["input_ids"]), mask)))
 
 
-def bilstm_student(embedding: StaticEmbedding, num_labels: int, hidden_size: int = 256, dropout: float = 0.3):
-    """BiLSTM student (1 layer, bidirectional)."""
+class BiLSTMTagger(nn.Module):
+    """Static embedding -> 1-layer BiLSTM -> dropout -> linear per token: batch -> logits (B, T, C).
+    The BiLSTM student of Nityasya et al. 2022 for sequence labeling (a BiLSTM tagger, Huang et al.
+    2015, arXiv:1508.01991, without the CRF layer)."""
+
+    def __init__(self, embedding: StaticEmbedding, num_labels: int, hidden_size: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.embedding = embedding
+        self.lstm = nn.LSTM(embedding.dim, hidden_size, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden_size, num_labels)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        emb = self.embedding(batch["input_ids"])
+        lengths = mask.sum(1).clamp_min(1).cpu()
+        packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        h, _ = pad_packed_sequence(out, batch_first=True, total_length=emb.shape[1])
+        return self.classifier(self.dropout(h))
+
+
+def bilstm_student(
+    embedding: StaticEmbedding, num_labels: int, hidden_size: int = 256, dropout: float = 0.3, per_token: bool = False
+):
+    """BiLSTM student (1 layer, bidirectional): pooled logits (B, C), or with ``per_token`` a tagger (B, T, C)."""
+    if per_token:
+        return BiLSTMTagger(embedding, num_labels, hidden_size, dropout)
     return StaticStudent(embedding, BiLSTMEncoder(embedding.dim, hidden_size), num_labels, dropout)
 
 

@@ -69,11 +69,14 @@ def _row_from_results(path: Path, r: dict) -> dict:
     if kd is False:
         model += " (no KD)"
     params = r.get("params")
+    task = r.get("task", "classification")
+    head = r.get("headline_metric", "macro_f1")
+    ner = task == "ner"  # entity-level micro precision/recall/F1 (seqeval); macro_f1 = entity macro-F1 over types
     return {
         "run_dir": str(path.parent),
         "status": r.get("status", "finished"),
         "error": r.get("error"),
-        "task": r.get("task", "classification"),
+        "task": task,
         "model": model,
         "teacher": teacher,
         "student": student,
@@ -85,9 +88,10 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "config_flat": flat,
         "accuracy": r.get("accuracy"),
         "macro_f1": r.get("macro_f1"),
-        "precision": _macro(test, "precision"),
-        "recall": _macro(test, "recall"),
-        "retention": (r.get("retention") or {}).get("macro_f1"),
+        "entity_f1": r.get("f1") if ner else None,
+        "precision": test.get("precision") if ner else _macro(test, "precision"),
+        "recall": test.get("recall") if ner else _macro(test, "recall"),
+        "retention": (r.get("retention") or {}).get(head),
         "teacher_macro_f1": ((r.get("teacher") or {}).get("test") or {}).get("macro_f1"),
         "speedup": r.get("speedup"),
         "throughput_speedup": (r.get("benchmark") or {}).get("throughput_speedup"),

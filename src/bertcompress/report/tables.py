@@ -16,6 +16,7 @@ from bertcompress.report.collect import TABLES
 METRICS = (
     "accuracy",
     "macro_f1",
+    "entity_f1",
     "precision",
     "recall",
     "retention",
@@ -29,7 +30,7 @@ METRICS = (
     "throughput_seq_s",
     "wall_time_s",
 )
-STD_METRICS = ("accuracy", "macro_f1", "retention", "speedup", "compression_ratio", "latency_p50_ms")
+STD_METRICS = ("accuracy", "macro_f1", "entity_f1", "retention", "speedup", "compression_ratio", "latency_p50_ms")
 FLOOR_MODEL = "tfidf_lr"
 
 
@@ -121,12 +122,18 @@ def _pm(mean, std, fmt: str) -> str:
 def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
     """The human-readable rows of one table: the paper's columns plus latency, retention and seeds."""
     rows = []
-    for _, r in agg[agg["table"] == table].iterrows():
+    part = agg[agg["table"] == table]
+    # NER rows (task=ner): accuracy is token accuracy, macro-F1 the entity macro-F1 over types, and the
+    # entity F1 (micro, the CoNLL figure) gets its own column, which retention is measured on
+    ner = "entity_f1" in part and part["entity_f1"].notna().any()
+    for _, r in part.iterrows():
         flag = " ⚠ below floor" if r["below_floor"] else ""
+        entity = {"entity F1": _pm(r["entity_f1"], r.get("entity_f1_std"), ".2f")} if ner else {}
         rows.append(
             {
                 "model": r["model"] + flag,
                 "accuracy %": _pm(r["accuracy"], r.get("accuracy_std"), ".2f"),
+                **entity,
                 "macro-F1": _pm(r["macro_f1"], r.get("macro_f1_std"), ".2f"),
                 "speedup ×": _pm(r["speedup"], r.get("speedup_std"), ".2f"),
                 "#params (M)": "–" if pd.isna(r["params"]) else f"{r['params'] / 1e6:.2f}",
