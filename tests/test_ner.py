@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
-from tests.conftest import compose, requires_conll
 
 from bertcompress.data.conll import ConllDataModule, TokenEncoder, align_labels, read_conll, word_predictions
 from bertcompress.data.readers import DataError
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.soft_targets import scatter_token_targets
 from bertcompress.metrics import ner_metrics
+from tests.conftest import compose, requires_conll
 
 CONLL_TEXT = """-DOCSTART- -X- -X- O
 
@@ -41,7 +41,11 @@ def _write(tmp_path, text, name="data.txt"):
 
 def test_reader_handles_docstart_and_blank_lines(tmp_path):
     sentences = read_conll(_write(tmp_path, CONLL_TEXT))
-    assert [s.tokens for s in sentences] == [["EU", "rejects", "German", "call", "."], ["Peter", "Blackburn"], ["BRUSSELS"]]
+    assert [s.tokens for s in sentences] == [
+        ["EU", "rejects", "German", "call", "."],
+        ["Peter", "Blackburn"],
+        ["BRUSSELS"],
+    ]
     assert [s.tags for s in sentences][1] == ["B-PER", "I-PER"]
     assert [s.line for s in sentences] == [3, 10, 15]
 
@@ -153,7 +157,9 @@ def test_conll2003_datamodule_reads_the_real_files(tmp_path):
     cfg = compose(["task=ner", "data.limit_train=50", "data.limit_val=10", "data.limit_test=10"], tmp_path)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup()
-    assert dm.labels[0] == "O" and set(dm.labels) == {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "ORG", "LOC", "MISC")}
+    assert dm.labels[0] == "O" and set(dm.labels) == {"O"} | {
+        f"{p}-{t}" for p in "BI" for t in ("PER", "ORG", "LOC", "MISC")
+    }
     assert dm.texts("train")[0] == ["EU", "rejects", "German", "call", "to", "boycott", "British", "lamb", "."]
     assert len(dm.label_ids("val")) == 10 and dm.task == "ner"
 
@@ -180,7 +186,9 @@ def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path):
     assert manifest["task"] == "ner" and manifest["label_names"][0] == "O"
     table = r["inference_val"]["final"]
     assert table["samples"] == 20 and table["batch_size"] == 1
-    assert {"accuracy", "precision", "recall", "f1", "total_time_s", "samples_per_s", "latency_per_sample_ms"} <= set(table)
+    assert {"accuracy", "precision", "recall", "f1", "total_time_s", "samples_per_s", "latency_per_sample_ms"} <= set(
+        table
+    )
     assert r["f1"] == r["final_test"]["f1"] and "f1" in r["retention"]
     assert r["speedup"] > 0 and "baseline" not in r
     (tmp_path / "run").rename(tmp_path / "run_quant")  # the next run writes its own run dir

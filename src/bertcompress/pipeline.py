@@ -606,7 +606,9 @@ def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, reference) -> di
     if b.get("name", "none") == "none":
         return None
     if dm.task != "classification":
-        raise ValueError(f"baseline={b.name} is a text classifier; task={dm.task} has no classical floor (baseline=none)")
+        raise ValueError(
+            f"baseline={b.name} is a text classifier; task={dm.task} has no classical floor (baseline=none)"
+        )
     path, hit, fit_time = fit_cached_text_model(cfg, b.model, b.name, dm)
     predictor = load_artifact(path)
     if reference is None:

@@ -187,7 +187,12 @@ class Predictor:
         collate = TokenPadCollator(self.encoder.tokenizer)
         out = []
         for i in range(0, len(ids), batch_size):
-            b = collate([{"input_ids": x, "labels": m} for x, m in zip(ids[i : i + batch_size], markers[i : i + batch_size], strict=True)])
+            b = collate(
+                [
+                    {"input_ids": x, "labels": m}
+                    for x, m in zip(ids[i : i + batch_size], markers[i : i + batch_size], strict=True)
+                ]
+            )
             logits = self.logits({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
             out += word_predictions(
                 b["labels"].tolist(), logits.argmax(-1).tolist(), [len(t) for t in texts[i : i + batch_size]], fill

@@ -163,7 +163,9 @@ class TokenPadCollator:
         return dict(self._collate(items))
 
 
-def word_predictions(label_rows: Sequence[Sequence[int]], pred_rows, n_words: Sequence[int], fill: int) -> list[list[int]]:
+def word_predictions(
+    label_rows: Sequence[Sequence[int]], pred_rows, n_words: Sequence[int], fill: int
+) -> list[list[int]]:
     """Per sentence, the predicted label id of each word, read at the first-subword positions
     (``label_rows[i][t] != -100``); words cut off by truncation get ``fill`` (the ``O`` tag)."""
     out = []

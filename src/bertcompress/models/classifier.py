@@ -149,7 +149,11 @@ def auto_model_class(task: str):
 
     if task not in TASKS:
         raise ValueError(f"task={task!r}: expected one of {TASKS}")
-    return transformers.AutoModelForTokenClassification if task == "ner" else transformers.AutoModelForSequenceClassification
+    return (
+        transformers.AutoModelForTokenClassification
+        if task == "ner"
+        else transformers.AutoModelForSequenceClassification
+    )
 
 
 class TeacherFinetune(ClassifierModule):
