@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-measure the figures quoted in the README on full UBMEC with the offline teacher (me5_small).
 # Each job reuses the cached fine-tuned teacher (run `python train.py` first) and its cached logits.
-# Usage: scripts/measure_bars.sh [all|compression|kd|dpq|multi]
+# Usage: scripts/measure_bars.sh [all|compression|kd|dpq|multi|ner]
 # Run dirs: logs/bars/<name>/results.json; summary: python scripts/summarize.py logs/bars
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +36,10 @@ fi
 if [[ $GROUP == all || $GROUP == multi ]]; then  # stronger teacher signal: multi-teacher KD and augmentation
   job multi_cnn teacher=me5_tfidf student=cnn
   job multi_aug_cnn_quant teacher=me5_tfidf student=cnn augment=tang2019 compression=quant
+fi
+if [[ $GROUP == all || $GROUP == ner ]]; then  # sequence labeling: CoNLL-2003 with the me5_small teacher
+  job ner_teacher task=ner
+  job ner_teacher_6l_quant task=ner student=teacher_6l compression=quant
+  job ner_teacher_6l task=ner student=teacher_6l
+  job ner_bilstm_quant task=ner student=bilstm compression=quant
 fi

@@ -156,13 +156,18 @@ def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) ->
         "key": key,
         "train_time_s": train_time,
         "epochs_run": epochs,
-        "best_val_macro_f1": best_val,
+        "best_val_macro_f1": best_val,  # the monitored val metric (task.monitor): val/f1 for task=ner
     }
     with atomic_dir(cache_dir) as tmp:
         module.save_pretrained(tmp, tokenizer)
         atomic_write_json(tmp / META_FILE, meta)
     log.info("Saved fine-tuned teacher to %s", cache_dir)
     return TeacherResult(module, encoder, cache_dir, False, train_time, meta)
+
+
+def _monitor(cfg: DictConfig) -> str:
+    """The validation metric checkpoints and early stopping watch (``task.monitor``)."""
+    return OmegaConf.select(cfg, "task.monitor", default="val/macro_f1")
 
 
 def _task_kwargs(dm) -> dict:
@@ -226,7 +231,7 @@ def _fit_best(
     """Fit with the configured callbacks (checkpoints under ``ckpt_subdir``) and restore the best weights.
 
     Returns:
-        (train time in s, epochs run, best val/macro_f1 or None).
+        (train time in s, epochs run, best value of the monitored val metric (task.monitor) or None).
     """
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     for cb in callbacks:
@@ -251,7 +256,7 @@ def _fit_best(
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
         log.info("Restored best checkpoint %s", best)
     score = getattr(trainer.checkpoint_callback, "best_model_score", None) if trainer.checkpoint_callback else None
-    return elapsed, trainer.current_epoch, _metric(trainer, "val/macro_f1", score)
+    return elapsed, trainer.current_epoch, _metric(trainer, _monitor(cfg), score)
 
 
 def soft_target_loss(cfg: DictConfig) -> SoftTargetLoss:
@@ -543,6 +548,7 @@ def run_student(
         "train_time_s": train_time,
         "epochs_run": epochs,
         "best_val_macro_f1": best_val,
+        "monitor": _monitor(cfg),  # what best_val_macro_f1 holds: val/macro_f1, or val/f1 for task=ner
     }
     if cfg.get("use_student_cache", True) and not cfg.trainer.get("fast_dev_run"):
         with atomic_dir(cache_dir) as tmp:
@@ -675,6 +681,7 @@ def run(cfg: DictConfig) -> dict:
                 "cache_hit": teacher.cache_hit,
                 "train_time_s": teacher.train_time_s,
                 "best_val_macro_f1": teacher.meta.get("best_val_macro_f1"),
+                "monitor": _monitor(cfg),
                 "params": count_parameters(teacher.module.model),
                 "test": teacher_test,
             },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -169,8 +170,17 @@ class TeacherFinetune(ClassifierModule):
         freeze_word_embeddings: keep the input word-embedding matrix fixed (saves most of the
             optimizer state and step time for large-vocabulary models such as multilingual-e5).
         dropout: optional override of the classifier dropout.
+        layer_lr_decay: layer-wise learning-rate decay ξ in (0, 1] (None: off). The head and pooler
+            train at the optimizer's lr, encoder layer l of L at lr·ξ^(L−l+1) (l = 1..L), the embeddings
+            at lr·ξ^(L+1): lower layers, which hold general features, move less (Howard & Ruder 2018,
+            arXiv:1801.06146; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?",
+            arXiv:1905.05583; Clark et al. 2020, ELECTRA). Set it with
+            ``+teacher.module.layer_lr_decay=0.9`` (absent from the configs, so cached teachers keep their keys).
 
     Input batches: ``input_ids``/``attention_mask`` (B, T); output logits (B, num_labels).
+
+    Raises:
+        ValueError: ``layer_lr_decay`` outside (0, 1], or set with an optimizer that has no ``lr``.
     """
 
     def __init__(
@@ -182,8 +192,12 @@ class TeacherFinetune(ClassifierModule):
         freeze_word_embeddings: bool = False,
         dropout: float | None = None,
         task: str = "classification",
+        layer_lr_decay: float | None = None,
     ):
         super().__init__(label_names, optimizer, warmup_ratio)
+        if layer_lr_decay is not None and not 0.0 < float(layer_lr_decay) <= 1.0:
+            raise ValueError(f"teacher.module.layer_lr_decay={layer_lr_decay}: must lie in (0, 1]")
+        self.layer_lr_decay = layer_lr_decay
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(model_dir)
@@ -202,6 +216,37 @@ class TeacherFinetune(ClassifierModule):
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+    def layer_depth(self, name: str) -> int:
+        """0 for embeddings, l for encoder layer l-1 (``...layer.<l-1>.``), L+1 for everything above."""
+        n_layers = int(self.model.config.num_hidden_layers)
+        match = re.search(r"\.layer\.(\d+)\.", name)
+        if match:
+            return int(match.group(1)) + 1
+        return 0 if ".embeddings." in f".{name}" else n_layers + 1
+
+    def parameter_groups(self) -> list[dict]:
+        """AdamW groups as in :class:`ClassifierModule`; with ``layer_lr_decay``, one pair of groups per
+        depth, each with its own ``lr``."""
+        if self.layer_lr_decay is None:
+            return super().parameter_groups()
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        if base_lr is None:
+            raise ValueError("layer_lr_decay needs the optimizer's lr (a _partial_ optimizer with lr=...)")
+        top = int(self.model.config.num_hidden_layers) + 1
+        groups: dict[tuple[int, bool], list] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            groups.setdefault((self.layer_depth(name), no_decay), []).append(p)
+        out = []
+        for (depth, no_decay), params in sorted(groups.items()):
+            group = {"params": params, "lr": float(base_lr) * float(self.layer_lr_decay) ** (top - depth)}
+            if no_decay:
+                group["weight_decay"] = 0.0
+            out.append(group)
+        return out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         logits = self(batch)
