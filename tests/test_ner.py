@@ -217,9 +217,26 @@ def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path):
 
 
 @requires_conll
-def test_ner_teacher_onnx_int8(tiny_ner_overrides, tmp_path):
-    """ONNX Runtime int8 keeps the sequence axis of the token logits (B, T, C)."""
-    r = _run([*tiny_ner_overrides, "compression=quant_onnx"], tmp_path)
+def test_ner_teacher_onnx_int8(tiny_ner_overrides, tmp_path, monkeypatch):
+    """ONNX Runtime int8 keeps the sequence axis of the token logits (B, T, C); W&B (offline) gets the
+    entity-level figures and the per-type table."""
+    import time
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "run"))
+    overrides = [o for o in tiny_ner_overrides if o != "logger=csv"]
+    r = _run([*overrides, "compression=quant_onnx", "logger=wandb"], tmp_path)
+    record_file = next((tmp_path / "run").rglob("offline-run-*/*.wandb"))
+    deadline = time.monotonic() + 60
+    while b"final_test/f1" not in record_file.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (
+        b"final_test/per_type/" in record_file.read_bytes()
+        and b"inference_val/final/samples_per_s" in record_file.read_bytes()
+    )
+    assert any("per_type" in str(p) for p in record_file.parent.rglob("*.table.json"))
     assert r["benchmark"]["format"] == "onnx" and r["final_test"]["n"] == 40
     # every word of the 40 test sentences is scored, by the trainer's test loop and by the reloaded artifact
     assert r["final_test"]["tokens"] == r["teacher"]["test"]["tokens"] > 40

@@ -1,5 +1,5 @@
 """W&B logging of a finished run: every results.json figure in the run summary, the per-class report as
-a table, the confusion matrix as an image and, with ``logger.wandb.log_model=true``, the run's final
+a table (per entity type for NER), the confusion matrix as an image and, with ``logger.wandb.log_model=true``, the run's final
 artifact dir as a W&B model artifact. Offline runs (``WANDB_MODE=offline``) sync later with ``wandb sync``.
 """
 
@@ -41,6 +41,9 @@ def log_results(logger, results: dict, artifact_dir: Path | None = None, log_mod
     if test.get("per_class"):
         rows = [[name, c["precision"], c["recall"], c["f1"], c["support"]] for name, c in test["per_class"].items()]
         run.log({"test/per_class": wandb.Table(columns=["label", "precision", "recall", "f1", "support"], data=rows)})
+    if test.get("per_type"):  # task=ner: entity-level figures per type (seqeval)
+        rows = [[name, c["precision"], c["recall"], c["f1"], c["support"]] for name, c in test["per_type"].items()]
+        run.log({"test/per_type": wandb.Table(columns=["type", "precision", "recall", "f1", "support"], data=rows)})
     if test.get("confusion_matrix"):
         from bertcompress.report.figures import confusion
 
