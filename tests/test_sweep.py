@@ -122,6 +122,10 @@ def test_default_sweep_is_the_papers_grid():
     assert offline.hydra.sweep.dir.endswith("offline_grid")  # a stable dir: re-running resumes it
     paper = _hydra_compose(["experiment=paper_grid"]).hydra.sweeper.params
     assert len(paper.student.split(",")) == 5 and len(paper.teacher.split(",")) == 2
+    grid = _hydra_compose(["experiment=teacher_grid"]).hydra.sweeper.params
+    sizes = [len(str(v).split(",")) for v in grid.values()]
+    assert grid["+teacher.module.layer_lr_decay"] == "1.0,0.85" and sizes.count(2) == 4  # 16 teacher recipes
+    assert grid.student == "none" and grid.compression == "none" and sizes.count(1) == 3
 
 
 def test_submitit_ddp_and_optuna_configs_compose(tmp_path):

@@ -26,3 +26,23 @@ def test_layer_wise_lr_decay_groups(tiny_bert_dir):
     assert len(opt(groups).param_groups) == len(groups)
     with pytest.raises(ValueError, match="layer_lr_decay"):
         TeacherFinetune(tiny_bert_dir, ["a", "b"], optimizer=opt, layer_lr_decay=1.5)
+
+
+def test_layer_lr_decay_override_reaches_the_teacher_and_its_cache_key(tmp_path):
+    import hydra
+
+    from bertcompress.pipeline import teacher_cache_key
+    from tests.conftest import compose
+
+    plain = compose([], tmp_path)
+    llrd = compose(["+teacher.module.layer_lr_decay=0.85"], tmp_path)
+    assert llrd.teacher.module.layer_lr_decay == 0.85 and "layer_lr_decay" not in plain.teacher.module
+
+    class _DM:  # the key's data part is not under test here
+        def fingerprint(self):
+            return {}
+
+        max_length, batch_size, task = 64, 32, "classification"
+
+    assert teacher_cache_key(plain, _DM()) != teacher_cache_key(llrd, _DM())
+    assert hydra.utils.get_class(llrd.teacher.module._target_).__name__ == "TeacherFinetune"
