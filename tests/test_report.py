@@ -102,3 +102,20 @@ def test_compare_runs_notebook_executes_on_a_fixture_sweep(tmp_path, monkeypatch
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plots are shown inline
+
+
+def test_runs_benchmarked_on_a_busy_machine_are_flagged(tmp_path):
+    import json
+
+    from bertcompress.report.tables import aggregate, display_table
+
+    root = write_sweep(tmp_path / "sweep")
+    path = root / "5" / "results.json"  # t+quant
+    r = json.loads(path.read_text())
+    r["benchmark"] = {"machine": {"load_avg_1min": 3.4, "cores": 2, "busy": True}}
+    path.write_text(json.dumps(r))
+    runs = load_runs(root)
+    assert runs.loc[runs["model"] == "t+quant", "busy"].tolist() == [True]
+    assert not runs.loc[runs["model"] == "t→cnn+prune_quant", "busy"].any()
+    table = display_table(aggregate(runs), "pruning_quantization")
+    assert table["model"].tolist() == ["t+quant ⏱ busy machine"]

@@ -126,6 +126,7 @@ def benchmark(
     """
     if threads:
         torch.set_num_threads(int(threads))
+    load_before = machine_info().get("load_avg_1min")
     models = [predictor] + ([reference] if reference is not None else [])
     n_single = min(n_runs + warmup, len(texts))
     singles = [m.batches(texts[:n_single], batch_size=1) for m in models]
@@ -194,6 +195,14 @@ def benchmark(
     if cuda and torch.cuda.is_available() and predictor.module is not None:
         result["cuda_latency_ms"] = _cuda_latency(predictor, singles[0], warmup)
     result["machine"] = machine_info()
+    result["machine"]["load_avg_1min_before"] = load_before
+    if result["machine"].get("busy"):
+        log.warning(
+            "The machine was busy during the benchmark (1-min load %.1f on %s cores): other processes competed "
+            "for the cores; treat latency, throughput and speedup as suspect and re-run on a quiet machine.",
+            result["machine"]["load_avg_1min"],
+            result["machine"]["cores"],
+        )
     return result
 
 

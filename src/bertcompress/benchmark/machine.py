@@ -52,4 +52,10 @@ def machine_info() -> dict:
         "versions": versions,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+    if hasattr(os, "getloadavg"):
+        # 1-min load average when the figures were taken: above the core count, other processes competed
+        # for the cores and the latencies (the ratios too, when thread pools were starved) are suspect
+        load = os.getloadavg()[0]
+        info["load_avg_1min"] = round(load, 2)
+        info["busy"] = load > (os.cpu_count() or 1) + 0.5
     return info

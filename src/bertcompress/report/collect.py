@@ -104,6 +104,8 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "teacher_cache_hit": (r.get("teacher") or {}).get("cache_hit"),
         "logit_cache_hit": (r.get("student") or {}).get("logit_cache_hit"),
         "wall_time_s": r.get("wall_time_s"),
+        # the benchmark ran while other processes competed for the cores (load average above the core count)
+        "busy": bool(((r.get("benchmark") or {}).get("machine") or {}).get("busy", False)),
         "label_names": list((test.get("per_class") or {}).keys()),
         "confusion_matrix": test.get("confusion_matrix"),
         "table": table_of(student, compression),

@@ -94,6 +94,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "teacher_cache_hits": int((g["teacher_cache_hit"] == True).sum()),  # noqa: E712  (None = n/a)
             "logit_cache_hits": int((g["logit_cache_hit"] == True).sum()),  # noqa: E712
             "run_dir": first["run_dir"],
+            "busy_runs": int(g["busy"].fillna(False).astype(bool).sum()) if "busy" in g else 0,
         }
         for m in METRICS:
             vals = pd.to_numeric(g[m], errors="coerce")
@@ -128,6 +129,8 @@ def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
     ner = "entity_f1" in part and part["entity_f1"].notna().any()
     for _, r in part.iterrows():
         flag = " ⚠ below floor" if r["below_floor"] else ""
+        if r.get("busy_runs", 0):  # timings taken while the machine was busy: suspect
+            flag += " ⏱ busy machine"
         entity = {"entity F1": _pm(r["entity_f1"], r.get("entity_f1_std"), ".2f")} if ner else {}
         rows.append(
             {
