@@ -22,6 +22,7 @@ GROUPS = [
     "hparams_search",
     "baseline",
     "augment",
+    "task",
 ]
 
 
@@ -38,6 +39,8 @@ def test_every_option_composes(group, option, tmp_path):
     overrides = [] if group == "hydra" else [f"{group}={option}"]
     if group == "data" and option == "csv":
         overrides.append("data.train_file=/some/file.csv")
+    if group == "data" and option == "conll":
+        overrides += ["task=ner", "data.train_file=/some/train.txt"]
     cfg = compose(overrides, tmp_path)
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert container["data"]["_target_"].startswith("bertcompress.data")

@@ -244,6 +244,15 @@ def test_ner_teacher_onnx_int8(tiny_ner_overrides, tmp_path, monkeypatch):
 
 
 @requires_conll
+def test_ner_structured_pruning_scores_heads_on_token_logits(tiny_ner_overrides, tmp_path):
+    r = _run([*tiny_ner_overrides, "compression=prune_structured", "compression.pruning.finetune_epochs=0"], tmp_path)
+    pruning = r["compression"]["pruning"]
+    # Michel et al.'s head importance needs the token CE gradient: the path this test exercises
+    assert pruning["importance"] == "michel2019" and pruning["structure"]["heads"] == [1, 1]
+    assert pruning["params_after"] < pruning["params_before"] and r["final_test"]["n"] == 40
+
+
+@requires_conll
 def test_ner_rejects_what_it_cannot_do(tiny_ner_overrides, tmp_path):
     with pytest.raises(ValueError, match="CNN and ensemble"):
         _run([*tiny_ner_overrides, "student=cnn", "student.epochs=1"], tmp_path)

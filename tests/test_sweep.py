@@ -122,6 +122,9 @@ def test_default_sweep_is_the_papers_grid():
     assert offline.hydra.sweep.dir.endswith("offline_grid")  # a stable dir: re-running resumes it
     paper = _hydra_compose(["experiment=paper_grid"]).hydra.sweeper.params
     assert len(paper.student.split(",")) == 5 and len(paper.teacher.split(",")) == 2
+    ner = _hydra_compose(["experiment=ner_grid"])
+    assert ner.task.name == "ner" and ner.data.name == "conll2003" and ner.callbacks.early_stopping.monitor == "val/f1"
+    assert ner.hydra.sweeper.params.student == "none,teacher_6l,bilstm" and ner.optimized_metric == "val/f1"
     grid = _hydra_compose(["experiment=teacher_grid"]).hydra.sweeper.params
     sizes = [len(str(v).split(",")) for v in grid.values()]
     assert grid["+teacher.module.layer_lr_decay"] == "1.0,0.85" and sizes.count(2) == 4  # 16 teacher recipes

@@ -95,7 +95,7 @@ def head_importance(
     """Michel et al. 2019 head importance, shape (layers, heads), each row L2-normalised.
 
     Args:
-        model: the model; ``forward(model, batch) -> logits (B, C)``; batches carry ``labels``.
+        model: the model; ``forward(model, batch) -> logits (B, C)`` (or (B, T, C) per token); batches carry ``labels``.
     """
     layers = encoder_layers(model)
     gates = [torch.ones(ly.attention.self.num_attention_heads, requires_grad=True) for ly in layers]
@@ -116,7 +116,8 @@ def head_importance(
         for i, batch in enumerate(batches):
             if i >= max_batches:
                 break
-            loss = nn.functional.cross_entropy(forward(model, batch), batch["labels"])
+            logits = forward(model, batch)  # (B, C), or (B, T, C) for sequence labeling (-100: ignored tokens)
+            loss = nn.functional.cross_entropy(logits.flatten(0, -2), batch["labels"].flatten(), ignore_index=-100)
             grads = torch.autograd.grad(loss, gates)
             scores += torch.stack([g.abs().detach() for g in grads])
     finally:
