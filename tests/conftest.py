@@ -32,17 +32,17 @@ def ubmec_texts() -> list[str]:
     return pd.read_excel(UBMEC, dtype={"text": str})["text"].tolist()
 
 
-@pytest.fixture(scope="session")
-def tiny_tokenizer_dir(tmp_path_factory, ubmec_texts) -> Path:
-    """A WordPiece tokenizer (vocab ~800) trained on 2,000 real UBMEC texts, saved as an HF fast tokenizer."""
+def _wordpiece_dir(texts: list[str], vocab_size: int, out: Path, nfc: bool) -> Path:
+    """Train a BERT-style WordPiece tokenizer on ``texts`` and save it as an HF fast tokenizer in ``out``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.NFC()
+    if nfc:
+        tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=800, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.train_from_iterator(ubmec_texts[:2000], trainer)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -56,9 +56,14 @@ def tiny_tokenizer_dir(tmp_path_factory, ubmec_texts) -> Path:
         mask_token="[MASK]",
         model_max_length=512,
     )
-    out = tmp_path_factory.mktemp("tiny_tok")
     fast.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory, ubmec_texts) -> Path:
+    """A WordPiece tokenizer (vocab ~800) trained on 2,000 real UBMEC texts, saved as an HF fast tokenizer."""
+    return _wordpiece_dir(ubmec_texts[:2000], 800, tmp_path_factory.mktemp("tiny_tok"), nfc=True)
 
 
 CONLL = DATA_DIR / "conll2003"
@@ -72,53 +77,20 @@ requires_conll = pytest.mark.skipif(
 def tiny_ner_bert_dir(tmp_path_factory) -> Path:
     """A random 2-layer, 32-hidden BertModel with a WordPiece tokenizer (vocab ~600) trained on the first
     2,000 real CoNLL-2003 training sentences."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     from bertcompress.data.conll import read_conll
 
     if not (CONLL / "train.txt").is_file():
         pytest.skip(f"CoNLL-2003 not found in {CONLL}")
     sentences = [" ".join(s.tokens) for s in read_conll(CONLL / "train.txt")[:2000]]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    tok.train_from_iterator(sentences, trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=512,
-    )  # fmt: skip
-    tok_dir = tmp_path_factory.mktemp("tiny_ner_tok")
-    fast.save_pretrained(tok_dir)
+    tok_dir = _wordpiece_dir(sentences, 600, tmp_path_factory.mktemp("tiny_ner_tok"), nfc=False)
     return _save_tiny("bert", tok_dir, tmp_path_factory.mktemp("tiny_ner_bert"))
 
 
 @pytest.fixture
 def tiny_ner_overrides(tiny_ner_bert_dir) -> list[str]:
     """Overrides for a seconds-long real NER run: tiny BERT teacher on the first CoNLL-2003 sentences."""
-    return [
-        "task=ner",
-        f"teacher.hub_id={tiny_ner_bert_dir}",
-        "teacher.name=tiny_ner_bert",
-        "teacher.epochs=1",
-        "teacher.module.freeze_word_embeddings=false",
-        "data.limit_train=96",
-        "data.limit_val=32",
-        "data.limit_test=40",
-        "data.max_length=48",
-        "data.batch_size=16",
-        "logger=csv",
-        "callbacks.rich_progress_bar=null",
-        "benchmark.n_runs=3",
-        "benchmark.warmup=1",
-        "benchmark.throughput_batches=1",
-        "benchmark.throughput_batch_size=8",
-        "benchmark.inference_samples=20",
-    ]
+    limits = {"limit_train": 96, "limit_val": 32, "limit_test": 40, "max_length": 48}
+    return ["task=ner", *_tiny_run(tiny_ner_bert_dir, "tiny_ner_bert", limits), "benchmark.inference_samples=20"]
 
 
 def _save_tiny(kind: str, tokenizer_dir: Path, out: Path) -> Path:
@@ -178,19 +150,14 @@ def compose(overrides: list[str], tmp_path: Path | None = None):
     return cfg
 
 
-@pytest.fixture
-def tiny_run_overrides(tiny_bert_dir) -> list[str]:
-    """Overrides for a seconds-long real run: tiny BERT teacher on a tiny real UBMEC slice."""
+def _tiny_run(model_dir: Path, name: str, data: dict) -> list[str]:
+    """Overrides for a seconds-long real run of a tiny teacher: 1 epoch, CSV logger, a short benchmark."""
     return [
-        f"teacher.hub_id={tiny_bert_dir}",
-        "teacher.name=tiny_bert",
+        f"teacher.hub_id={model_dir}",
+        f"teacher.name={name}",
         "teacher.epochs=1",
         "teacher.module.freeze_word_embeddings=false",
-        "data.limit_train=64",
-        "data.limit_val=32",
-        "data.limit_test=48",
-        "data.max_length=32",
-        "data.batch_size=16",
+        *(f"data.{k}={v}" for k, v in {**data, "batch_size": 16}.items()),
         "logger=csv",
         "callbacks.rich_progress_bar=null",
         "benchmark.n_runs=3",
@@ -198,6 +165,14 @@ def tiny_run_overrides(tiny_bert_dir) -> list[str]:
         "benchmark.throughput_batches=1",
         "benchmark.throughput_batch_size=8",
     ]
+
+
+@pytest.fixture
+def tiny_run_overrides(tiny_bert_dir) -> list[str]:
+    """Overrides for a seconds-long real run: tiny BERT teacher on a tiny real UBMEC slice."""
+    return _tiny_run(
+        tiny_bert_dir, "tiny_bert", {"limit_train": 64, "limit_val": 32, "limit_test": 48, "max_length": 32}
+    )
 
 
 @pytest.fixture(scope="session")
