@@ -13,6 +13,7 @@ from bertcompress.data.readers import DataError
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.soft_targets import scatter_token_targets
 from bertcompress.metrics import ner_metrics
+from tests.conftest import CONLL as CONLL_DIR
 from tests.conftest import compose, requires_conll
 
 CONLL_TEXT = """-DOCSTART- -X- -X- O
@@ -171,7 +172,7 @@ def _run(overrides, tmp_path):
 
 
 @requires_conll
-def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path):
+def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path, capsys):
     """Teacher fine-tune, per-token KD into a 1-layer truncated student, dynamic int8, benchmark, Buuri
     table, report rows: the classification code paths with task=ner."""
     r = _run([*tiny_ner_overrides, "student=teacher_truncated", "student.num_layers=1", "student.epochs=1",
@@ -192,6 +193,23 @@ def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path):
     assert r["f1"] == r["final_test"]["f1"] and "f1" in r["retention"]
     assert r["speedup"] > 0 and "baseline" not in r
     (tmp_path / "run").rename(tmp_path / "run_quant")  # the next run writes its own run dir
+    # the console scripts read the artifact's task: tag whitespace-split words; benchmark on a CoNLL file
+    from bertcompress import cli
+
+    artifact = str(tmp_path / "run_quant" / "artifact")
+    capsys.readouterr()  # drop what the run printed
+    assert cli.predict([artifact, "EU rejects German call", "--json"]) == 0
+    tagged = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert tagged["tokens"] == ["EU", "rejects", "German", "call"] and len(tagged["tags"]) == 4
+    assert set(tagged["tags"]) <= set(manifest["label_names"])
+    out = tmp_path / "bench.json"
+    test_file = str(CONLL_DIR / "test.txt")
+    assert (
+        cli.bench([artifact, "--data", test_file, "--limit", "30", "--runs", "3", "--warmup", "1", "--out", str(out)])
+        == 0
+    )
+    bench = json.loads(out.read_text())
+    assert bench["test"]["n"] == 30 and "f1" in bench["test"] and "entity-F1" in capsys.readouterr().out
     # the teacher's per-token logits were cached per sentence: a second student reuses them
     r2 = _run([*tiny_ner_overrides, "student=bilstm", "student.epochs=1", "student.model.hidden_size=16",
                "compression=none"], tmp_path)  # fmt: skip

@@ -20,7 +20,8 @@ def _read_texts(args) -> list[str]:
 
 
 def predict(argv: list[str] | None = None) -> int:
-    """Classify texts from the command line, a file (one text per line) or stdin; print label and probabilities."""
+    """Classify texts from the command line, a file (one text per line) or stdin; print label and probabilities
+    (for a NER artifact: tag each whitespace-separated word)."""
     parser = argparse.ArgumentParser(prog="bertcompress-predict", description=predict.__doc__)
     parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
     parser.add_argument("text", nargs="*", help="texts to classify (default: read --file or stdin)")
@@ -38,6 +39,15 @@ def predict(argv: list[str] | None = None) -> int:
     texts = _read_texts(args)
     if not texts:
         parser.error("no text given (pass texts, --file, or pipe them on stdin)")
+    if predictor.task == "ner":  # a sequence labeler: whitespace-split words in, one BIO tag per word out
+        sentences = [t.split() for t in texts]
+        for words, tags in zip(sentences, predictor.predict_labels(sentences), strict=True):
+            names = [predictor.label_names[i] for i in tags]
+            if args.json:
+                print(json.dumps({"tokens": words, "tags": names}, ensure_ascii=False))
+            else:
+                print(" ".join(f"{w}/{t}" for w, t in zip(words, names, strict=True)))
+        return 0
     probs = predictor.predict_proba(texts)
     for text, p in zip(texts, probs, strict=True):
         label = predictor.label_names[int(p.argmax())]
@@ -55,7 +65,9 @@ def bench(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bertcompress-bench", description=bench.__doc__)
     parser.add_argument("artifact")
     parser.add_argument("--reference", help="a reference artifact dir (e.g. the fp32 teacher)")
-    parser.add_argument("--data", required=True, help="CSV/TSV/XLSX with text and label columns")
+    parser.add_argument(
+        "--data", required=True, help="CSV/TSV/XLSX with text and label columns (a CoNLL file for a NER artifact)"
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--limit", type=int, default=None, help="use the first N rows")
@@ -71,14 +83,27 @@ def bench(argv: list[str] | None = None) -> int:
 
     predictor = load_artifact(args.artifact, threads=args.threads)
     reference = load_artifact(args.reference, threads=args.threads) if args.reference else None
-    df, _ = clean_frame(read_table(args.data), args.data, args.text_column, args.label_column, predictor.label_names)
-    if args.limit:
-        df = df.head(args.limit)
     index = {n: i for i, n in enumerate(predictor.label_names)}
+    if predictor.task == "ner":
+        from bertcompress.data.conll import read_conll
+        from bertcompress.data.readers import DataError
+
+        sentences = read_conll(args.data)[: args.limit or None]
+        unknown = sorted({t for s in sentences for t in s.tags} - set(index))
+        if unknown:
+            raise DataError(f"{args.data}: tags {unknown} are not in the artifact's label set {predictor.label_names}")
+        texts, labels = [s.tokens for s in sentences], [[index[t] for t in s.tags] for s in sentences]
+    else:
+        df, _ = clean_frame(
+            read_table(args.data), args.data, args.text_column, args.label_column, predictor.label_names
+        )
+        if args.limit:
+            df = df.head(args.limit)
+        texts, labels = df["text"].tolist(), [index[x] for x in df["label"]]
     result = benchmark(
         predictor,
-        df["text"].tolist(),
-        [index[x] for x in df["label"]],
+        texts,
+        labels,
         reference,
         n_runs=args.runs,
         warmup=args.warmup,
@@ -89,8 +114,10 @@ def bench(argv: list[str] | None = None) -> int:
         f"machine: {m['cpu']} | {m['torch_threads']} threads | torch {m['versions']['torch']} | "
         f"onnxruntime {m['versions']['onnxruntime']}"
     )
+    head = "entity-F1" if predictor.task == "ner" else "macro-F1"
+    score = result["test"]["f1" if predictor.task == "ner" else "macro_f1"]
     print(
-        f"{Path(args.artifact).name}: acc {result['test']['accuracy']:.2f}  macro-F1 {result['test']['macro_f1']:.2f}  "
+        f"{Path(args.artifact).name}: acc {result['test']['accuracy']:.2f}  {head} {score:.2f}  "
         f"p50 {result['latency_ms']['p50']:.2f} ms  p95 {result['latency_ms']['p95']:.2f} ms  "
         f"{result['throughput_seq_s']:.1f} seq/s  {result['size_mb']:.1f} MB"
     )
