@@ -385,3 +385,19 @@ def test_quantization_callback_quantizes_the_trained_model_when_fit_ends():
     assert (int8.argmax(-1) == fp32.argmax(-1)).float().mean() >= 0.75
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in ptq.result.module.modules())
     assert not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in lit.student.modules())
+
+
+def test_zipped_size_is_memoised_per_file_version(tmp_path):
+    import os
+    import time
+
+    from bertcompress.benchmark.bench import _zipped_mb, zipped_mb
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"\0" * 100_000)
+    _zipped_mb.cache_clear()
+    small = zipped_mb(path)
+    assert zipped_mb(path) == small and _zipped_mb.cache_info().hits == 1
+    path.write_bytes(os.urandom(100_000))  # a new version of the file is measured again
+    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert zipped_mb(path) > 10 * small and _zipped_mb.cache_info().misses == 2
