@@ -5,6 +5,9 @@ All the logic lives in `bertcompress.pipeline`; see `conf/train.yaml` for the co
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import hydra
 from dotenv import load_dotenv
 from omegaconf import DictConfig
@@ -12,6 +15,8 @@ from omegaconf import DictConfig
 import bertcompress  # noqa: F401  (registers the OmegaConf resolvers the configs use)
 
 load_dotenv()  # .env: WANDB_*, HF_HOME, BERTCOMPRESS_DATA_DIR (see .env.example)
+# paths.root_dir: logs/, .cache/ and ../shared/data resolve from here, whatever the cwd
+os.environ.setdefault("BERTCOMPRESS_ROOT", str(Path(__file__).resolve().parent))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -14,7 +14,9 @@ from torch import nn
 from bertcompress.compression.pruning import (
     PruningCallback,
     cubic_sparsity,
+    make_permanent,
     prunable_linears,
+    prunable_weights,
     prune_unstructured,
     sparsity,
 )
@@ -66,7 +68,7 @@ def _batch(n=4, t=9):
 def test_sparsity_after_pruning_equals_amount(scope, amount):
     model = _tiny_classifier()
     modules = prunable_linears(model)
-    assert modules and not any("classifier" in n or "embeddings" in n for n, _ in modules)
+    assert modules and not any("classifier" in n or "embeddings" in n for n, *_ in modules)
     prune_unstructured(modules, amount, scope)
     report = sparsity(modules)
     assert report["overall"] == pytest.approx(amount, abs=2e-3)
@@ -314,8 +316,7 @@ def test_unstructured_pruning_leaves_dense_latency_alone_but_shrinks_the_zip(tmp
 
     a, b = nn.Linear(256, 256), nn.Linear(256, 256)
     b.load_state_dict(a.state_dict())
-    prune_unstructured([("b", b)], 0.5)
-    PruningCallback(0.5).apply(nn.Sequential())  # no-op on a model without prunable layers
+    prune_unstructured([("b", b, "weight")], 0.5)
     torch.save(a.state_dict(), tmp_path / "a.pt")
     from torch.nn.utils import prune as tprune
 
@@ -401,3 +402,58 @@ def test_zipped_size_is_memoised_per_file_version(tmp_path):
     path.write_bytes(os.urandom(100_000))  # a new version of the file is measured again
     os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     assert zipped_mb(path) > 10 * small and _zipped_mb.cache_info().misses == 2
+
+
+def _static_student(kind: str):
+    from bertcompress.models.students import StaticEmbedding, bilstm_student, cnn_student, ensemble_student
+
+    torch.manual_seed(0)
+    emb = StaticEmbedding(torch.randn(50, 8))
+    if kind == "cnn":
+        return cnn_student(emb, 3, num_filters=16)
+    if kind == "bilstm":
+        return bilstm_student(emb, 3, hidden_size=16)
+    return ensemble_student(emb, 3, hidden_size=16, num_filters=16)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("cnn", {"encoder.convs.0", "encoder.convs.1", "encoder.convs.2"}),
+        ("bilstm", {f"encoder.lstm.weight_{g}_l0{r}" for g in ("ih", "hh") for r in ("", "_reverse")}),
+        ("ensemble", None),
+    ],
+)
+def test_static_students_conv_and_lstm_weights_are_pruned(kind, expected):
+    """The CNN/BiLSTM students' only Linear is the excluded classifier: their Conv1d and LSTM weights are
+    what `compression=prune` prunes (it used to zero nothing in them), with masks hooked or permanent."""
+    model = _static_student(kind).eval()
+    batch = {"input_ids": torch.randint(0, 50, (4, 7)), "attention_mask": torch.ones(4, 7, dtype=torch.long)}
+    with torch.no_grad():
+        dense = model(batch)
+    targets = prunable_weights(model)
+    names = {n for n, *_ in targets}
+    if expected is not None:
+        assert names == expected
+    else:  # BiLSTM + CNN + CNN-LSTM members
+        assert any(".lstm.weight_hh_l0" in n for n in names) and any(".convs.2" in n for n in names)
+    assert not any("classifier" in n or "embedding" in n for n in names)
+    prune_unstructured(targets, 0.5)  # masks as forward pre-hooks (the gradual schedule's state)
+    with torch.no_grad():
+        hooked = model(batch)
+    make_permanent(targets)
+    report = sparsity(targets)
+    assert report["overall"] == pytest.approx(0.5, abs=2e-3)
+    assert all(s == pytest.approx(0.5, abs=0.02) for s in report["per_layer"].values())
+    with torch.no_grad():
+        permanent = model(batch)
+    assert torch.allclose(hooked, permanent, atol=1e-6)  # the forward pass used the pruned weights
+    assert not torch.allclose(dense, permanent, atol=1e-4)
+    assert not any(k.endswith(("_orig", "_mask")) for k in model.state_dict())
+
+
+def test_pruning_that_matches_no_layer_is_an_error():
+    with pytest.raises(ValueError, match=r"no layer of StaticStudent matches include=\['nothing\*'\]"):
+        PruningCallback(0.3, include=["nothing*"]).apply(_static_student("cnn"))
+    with pytest.raises(ValueError, match="its prunable layers: none"):
+        PruningCallback(0.3).apply(nn.Sequential(nn.ReLU()))

@@ -16,13 +16,18 @@ from tests.conftest import CONF_DIR, DATA_DIR, ROOT, compose, requires_ubmec
 
 
 def _train_m(tmp: Path, overrides: list[str], sweep: str) -> subprocess.CompletedProcess:
+    """``python train.py -m`` as a user runs it: the sweep dir and log dir left to the config (only the
+    project root moved to ``tmp`` through $BERTCOMPRESS_ROOT), so it lands in ``_sweep_dir(tmp, sweep)``."""
     cmd = [
         sys.executable, str(ROOT / "train.py"), "-m", *overrides,
-        f"paths.data_dir={DATA_DIR}", f"paths.cache_dir={tmp / 'cache'}", f"paths.log_dir={tmp / 'logs'}",
-        f"hydra.sweep.dir={tmp / sweep}",
+        f"paths.data_dir={DATA_DIR}", f"paths.cache_dir={tmp / 'cache'}", f"sweep_name={sweep}",
     ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "BERTCOMPRESS_ROOT": str(tmp)}
     return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+
+
+def _sweep_dir(tmp: Path, sweep: str) -> Path:
+    return tmp / "logs" / "debug" / "multiruns" / sweep  # logs/<task_name>/multiruns/<sweep_name>; debug=fdr
 
 
 def _results(sweep_dir: Path) -> dict[str, dict]:
@@ -55,7 +60,7 @@ def sweep(tmp_path_factory, tiny_bert_dir):
 def test_multirun_runs_every_combination_records_the_failure_and_reuses_caches(sweep):
     tmp, _, proc = sweep
     assert proc.returncode == 0, proc.stderr[-3000:]  # the failed job did not stop the sweep
-    results = _results(tmp / "grid")
+    results = _results(_sweep_dir(tmp, "grid"))
     assert set(results) == {"none+none", "cnn+none", "none+prune_structured", "cnn+prune_structured"}
     # readable, stable job dirs: the group choices plus a hash of the other overrides
     assert results["cnn+none"]["dir"].startswith("compression=none,debug=fdr,student=cnn,teacher=me5_small+")
@@ -75,11 +80,11 @@ def test_multirun_runs_every_combination_records_the_failure_and_reuses_caches(s
 @requires_ubmec
 def test_rerunning_a_sweep_skips_finished_jobs_and_redoes_failed_ones(sweep):
     tmp, overrides, _ = sweep
-    dirs = {k: r["dir"] for k, r in _results(tmp / "grid").items()}
-    before = {k: (tmp / "grid" / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
+    dirs = {k: r["dir"] for k, r in _results(_sweep_dir(tmp, "grid")).items()}
+    before = {k: (_sweep_dir(tmp, "grid") / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
     again = _train_m(tmp, overrides, "grid")
     assert again.returncode == 0, again.stderr[-3000:]
-    after = {k: (tmp / "grid" / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
+    after = {k: (_sweep_dir(tmp, "grid") / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"cnn+prune_structured"}  # only the failed job ran again
     assert "already finished" in again.stdout + again.stderr
@@ -91,7 +96,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel(sweep):
     grid = [o for o in overrides if not o.startswith(("student=", "compression="))]
     proc = _train_m(tmp, [*grid, "student=none", "compression=none,prune", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], "joblib")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = _results(tmp / "joblib")
+    results = _results(_sweep_dir(tmp, "joblib"))
     assert set(results) == {"none+none", "none+prune"}
     assert all(r["status"] == "finished" and r["teacher"]["cache_hit"] for r in results.values())
     threads = {r["config"]["hardware"]["threads"] for r in results.values()}

@@ -1,5 +1,10 @@
-"""Unstructured L1 magnitude pruning of Linear layers (Rahman et al. 2025 use 30-50%), one-shot or on
+"""Unstructured L1 magnitude pruning (Rahman et al. 2025 prune the Linear layers, 30-50%), one-shot or on
 the cubic schedule of Zhu & Gupta 2017 ("To prune, or not to prune", arXiv:1710.01878).
+
+The weight matrices pruned are those of Linear layers (every one in a transformer), Conv1d/Conv2d
+layers and LSTM/GRU layers (``weight_ih_l*`` and ``weight_hh_l*``), so that the static students
+(CNN, BiLSTM, CNN-LSTM and their ensembles, whose only Linear is the excluded classifier) are pruned
+too: with Linear layers alone, ``compression=prune`` zeroed nothing in them.
 
 Built on ``torch.nn.utils.prune``: masks are applied as forward pre-hooks while training and made
 permanent (``prune.remove``) before saving. Dense kernels do not skip zeros, so unstructured
@@ -20,24 +25,46 @@ from torch.nn.utils import prune
 log = logging.getLogger(__name__)
 
 DEFAULT_EXCLUDE = ("*embeddings*", "*classifier*", "*pooler*")
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.RNNBase)
+
+# (qualified name, module, parameter name): e.g. ("encoder.layer.0.output.dense", Linear, "weight"),
+# ("encoder.lstm.weight_hh_l0", LSTM, "weight_hh_l0")
+Target = tuple[str, nn.Module, str]
+
+
+def prunable_weights(
+    model: nn.Module, include: Sequence[str] = ("*",), exclude: Sequence[str] = DEFAULT_EXCLUDE
+) -> list[Target]:
+    """The weight matrices of the Linear, Conv1d/Conv2d and LSTM/GRU layers whose qualified module name
+    matches ``include`` and none of ``exclude`` (fnmatch globs). Biases are never pruned.
+
+    The default excludes embeddings, the classifier and the pooler, as in Rahman et al. 2025.
+    """
+    out: list[Target] = []
+    for name, module in model.named_modules():
+        if not isinstance(module, PRUNABLE_TYPES):
+            continue
+        if not any(fnmatch.fnmatch(name, p) for p in include) or any(fnmatch.fnmatch(name, p) for p in exclude):
+            continue
+        if isinstance(module, nn.RNNBase):
+            out += [(f"{name}.{w}", module, w) for w in module._flat_weights_names if w.startswith("weight")]
+        else:
+            out.append((name, module, "weight"))
+    return out
 
 
 def prunable_linears(
     model: nn.Module, include: Sequence[str] = ("*",), exclude: Sequence[str] = DEFAULT_EXCLUDE
-) -> list[tuple[str, nn.Linear]]:
-    """Linear layers whose qualified name matches ``include`` and none of ``exclude`` (fnmatch globs).
+) -> list[Target]:
+    """The Linear layers' weights among :func:`prunable_weights` (the paper's selection)."""
+    return [t for t in prunable_weights(model, include, exclude) if isinstance(t[1], nn.Linear)]
 
-    The default excludes embeddings, the classifier and the pooler, as in Rahman et al. 2025.
-    """
-    out = []
-    for name, module in model.named_modules():
-        if (
-            isinstance(module, nn.Linear)
-            and any(fnmatch.fnmatch(name, p) for p in include)
-            and not any(fnmatch.fnmatch(name, p) for p in exclude)
-        ):
-            out.append((name, module))
-    return out
+
+def describe_layers(model: nn.Module, limit: int = 12) -> str:
+    """The names of ``model``'s prunable layers (up to ``limit``), for error messages."""
+    names = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    more = f", … ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "none"
 
 
 def check_amount(amount: float) -> float:
@@ -47,26 +74,29 @@ def check_amount(amount: float) -> float:
     return float(amount)
 
 
-def _weight(module: nn.Linear) -> torch.Tensor:
-    return module.weight_orig * module.weight_mask if hasattr(module, "weight_mask") else module.weight
+def _weight(module: nn.Module, param: str = "weight") -> torch.Tensor:
+    if hasattr(module, f"{param}_mask"):
+        return getattr(module, f"{param}_orig") * getattr(module, f"{param}_mask")
+    return getattr(module, param)
 
 
-def sparsity(modules: Sequence[tuple[str, nn.Linear]]) -> dict:
-    """Fraction of zero weights per layer and overall (weights only, biases excluded)."""
+def sparsity(modules: Sequence[Target]) -> dict:
+    """Fraction of zero weights per weight matrix and overall (biases excluded); ``pruned_weights`` and
+    ``weights`` are counts (params)."""
     per_layer, zeros, total = {}, 0, 0
-    for name, m in modules:
-        w = _weight(m)
+    for name, m, param in modules:
+        w = _weight(m, param)
         z = int((w == 0).sum())
         per_layer[name] = z / w.numel()
         zeros, total = zeros + z, total + w.numel()
     return {"overall": zeros / max(total, 1), "per_layer": per_layer, "pruned_weights": zeros, "weights": total}
 
 
-def prune_unstructured(modules: Sequence[tuple[str, nn.Linear]], amount: float, scope: str = "local") -> None:
+def prune_unstructured(modules: Sequence[Target], amount: float, scope: str = "local") -> None:
     """Zero the ``amount`` fraction of smallest-|w| weights (masks stay as hooks until :func:`make_permanent`).
 
     Args:
-        modules: ``(name, Linear)`` pairs, see :func:`prunable_linears`.
+        modules: ``(name, module, parameter)`` triples, see :func:`prunable_weights`.
         amount: fraction in [0, 1) of the *remaining* weights to prune now.
         scope: ``local`` (each layer loses ``amount`` of its weights) or ``global`` (one threshold over all).
     """
@@ -77,14 +107,14 @@ def prune_unstructured(modules: Sequence[tuple[str, nn.Linear]], amount: float, 
         return
     if scope == "global":
         prune.global_unstructured(
-            [(m, "weight") for _, m in modules], pruning_method=prune.L1Unstructured, amount=amount
+            [(m, param) for _, m, param in modules], pruning_method=prune.L1Unstructured, amount=amount
         )
     else:
-        for _, m in modules:
-            prune.l1_unstructured(m, "weight", amount=amount)
+        for _, m, param in modules:
+            prune.l1_unstructured(m, param, amount=amount)
 
 
-def prune_to_sparsity(modules: Sequence[tuple[str, nn.Linear]], target: float, scope: str = "local") -> None:
+def prune_to_sparsity(modules: Sequence[Target], target: float, scope: str = "local") -> None:
     """Prune until the overall sparsity of ``modules`` reaches ``target`` (masked weights stay zero)."""
     current = sparsity(modules)["overall"]
     if target <= current + 1e-9:
@@ -92,11 +122,13 @@ def prune_to_sparsity(modules: Sequence[tuple[str, nn.Linear]], target: float, s
     prune_unstructured(modules, (target - current) / (1.0 - current), scope)
 
 
-def make_permanent(modules: Sequence[tuple[str, nn.Linear]]) -> None:
+def make_permanent(modules: Sequence[Target]) -> None:
     """Fold the masks into the weights (``prune.remove``): zeros stay, hooks go."""
-    for _, m in modules:
-        if prune.is_pruned(m):
-            prune.remove(m, "weight")
+    for _, m, param in modules:
+        if hasattr(m, f"{param}_mask"):
+            prune.remove(m, param)
+        if isinstance(m, nn.RNNBase):
+            m.flatten_parameters()  # the cuDNN weight buffer, rebuilt from the pruned tensors
 
 
 def cubic_sparsity(step: int, start_step: int, end_step: int, final: float, initial: float = 0.0) -> float:
@@ -108,7 +140,7 @@ def cubic_sparsity(step: int, start_step: int, end_step: int, final: float, init
 
 
 class PruningCallback(L.Callback):
-    """Unstructured L1 pruning of the Linear layers of ``pl_module``'s model.
+    """Unstructured L1 pruning of the Linear, Conv and LSTM/GRU weights of ``pl_module``'s model.
 
     Args:
         amount: the final sparsity in [0, 1).
@@ -116,10 +148,14 @@ class PruningCallback(L.Callback):
         schedule: ``oneshot`` (prune once when fit ends) or ``gradual`` (the cubic schedule, every
             ``frequency`` steps between ``start_fraction`` and ``end_fraction`` of training, with
             training going on after each step).
-        include / exclude: fnmatch globs over module names (default: every Linear except
+        include / exclude: fnmatch globs over module names (default: every prunable layer except
             embeddings, the classifier and the pooler).
 
     After fit the masks are made permanent; :attr:`report` holds the sparsity per layer and overall.
+
+    Raises:
+        ValueError: (from :meth:`apply`) when no layer of the model matches ``include``/``exclude``;
+            a pruning run that zeroes nothing would be reported as pruned.
     """
 
     def __init__(
@@ -140,12 +176,18 @@ class PruningCallback(L.Callback):
         self.frequency, self.start_fraction, self.end_fraction = frequency, start_fraction, end_fraction
         self.report: dict = {}
 
-    def modules(self, model: nn.Module):
-        return prunable_linears(model, self.include, self.exclude)
+    def modules(self, model: nn.Module) -> list[Target]:
+        return prunable_weights(model, self.include, self.exclude)
 
     def apply(self, model: nn.Module) -> dict:
         """One-shot prune ``model`` to :attr:`amount`, make it permanent, return the sparsity report."""
         modules = self.modules(model)
+        if not modules and self.amount > 0:
+            raise ValueError(
+                f"compression.pruning: no layer of {type(model).__name__} matches include={list(self.include)} "
+                f"and exclude={list(self.exclude)}; its prunable layers: {describe_layers(model)}. "
+                "Widen compression.pruning.include or narrow compression.pruning.exclude."
+            )
         prune_to_sparsity(modules, self.amount, self.scope)
         make_permanent(modules)
         self.report = {
