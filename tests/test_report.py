@@ -119,3 +119,27 @@ def test_runs_benchmarked_on_a_busy_machine_are_flagged(tmp_path):
     assert not runs.loc[runs["model"] == "t→cnn+prune_quant", "busy"].any()
     table = display_table(aggregate(runs), "pruning_quantization")
     assert table["model"].tolist() == ["t+quant ⏱ busy machine"]
+
+
+def test_pie_shows_the_models_before_compression_and_radar_the_best_row_per_model():
+    from bertcompress.report.figures import pie_rows, radar_rows
+
+    agg = pd.DataFrame(
+        {
+            "model": ["t", "t+quant", "t+prune", "t→cnn", "t→cnn+quant", "t→cnn+prune", "tfidf_lr"],
+            "compression": ["none", "quant", "prune", "none", "quant", "prune", "none"],
+            "size_mb": [400.0, 100.0, 400.0, 8.0, 4.0, 8.0, 5.0],
+            "macro_f1": [50.0, 49.0, 49.5, 48.0, 48.5, 47.0, 52.0],
+        }
+    )
+    assert list(pie_rows(agg)["model"]) == ["t", "t→cnn", "tfidf_lr"]  # largest first, uncompressed only
+    assert list(pie_rows(agg[agg["compression"] != "none"].assign(compression="quant"))["model"]) == [
+        "t+prune",
+        "t+quant",
+        "t→cnn+prune",
+        "t→cnn+quant",
+    ]  # fmt: skip  (fewer than two uncompressed rows: every row)
+    assert list(radar_rows(agg)["model"]) == ["tfidf_lr", "t", "t→cnn+quant"]  # one per model, best F1 first
+    teacher_only = agg[agg["model"].str.startswith("t+")]
+    assert list(radar_rows(teacher_only)["model"]) == ["t+prune", "t+quant"]  # one model: every row
+    assert len(radar_rows(pd.concat([agg] * 3, ignore_index=True).assign(model=lambda d: d.index.astype(str)), 4)) == 4

@@ -43,9 +43,31 @@ def _height(n: int) -> float:
     return max(2.5, 0.38 * n + 1.2)
 
 
+def _family(model: str) -> str:
+    """``me5_small→cnn+quant`` -> ``me5_small→cnn``: the model before compression."""
+    return str(model).split("+")[0]
+
+
+def pie_rows(agg: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the size pie: the distinct models before compression (the baselines and the distilled
+    students), largest first; every row with a size when there are fewer than two of those."""
+    d = agg.dropna(subset=["size_mb"])
+    uncompressed = d[d["compression"].astype(str) == "none"] if "compression" in d else d
+    return (uncompressed if len(uncompressed) >= 2 else d).sort_values("size_mb", ascending=False)
+
+
+def radar_rows(agg: pd.DataFrame, top: int = 6) -> pd.DataFrame:
+    """The rows of a radar: best macro-F1 first, at most ``top``; when the rows span several models before
+    compression, only the best row of each, so that one student's compressions do not fill the plot."""
+    d = agg.dropna(subset=["macro_f1"]).sort_values("macro_f1", ascending=False, kind="stable")
+    families = d["model"].map(_family)
+    return (d[~families.duplicated()] if families.nunique() > 1 else d).head(top)
+
+
 def size_pie(agg: pd.DataFrame, path: Path, top: int = 8) -> Path:
-    """Model size on disk (MB) as a pie (paper Fig. 2): the ``top`` largest, the rest as "others"."""
-    d = agg.dropna(subset=["size_mb"]).sort_values("size_mb", ascending=False)
+    """Model size on disk (MB) as a pie (paper Fig. 2) of :func:`pie_rows`: the ``top`` largest, the rest
+    as "others". The compression-ratio chart covers the compressed rows."""
+    d = pie_rows(agg)
     sizes = list(d["size_mb"][:top]) + ([d["size_mb"][top:].sum()] if len(d) > top else [])
     names = list(d["model"][:top]) + ([f"{len(d) - top} others"] if len(d) > top else [])
     fig, ax = plt.subplots(figsize=(9, 6))
@@ -58,7 +80,7 @@ def size_pie(agg: pd.DataFrame, path: Path, top: int = 8) -> Path:
             bbox_to_anchor=(1.0, 0.5),
             fontsize=8,
         )
-    ax.set_title("Model size on disk (MB)")
+    ax.set_title("Model size on disk (MB), before compression")
     return _save(fig, path)
 
 
@@ -121,8 +143,10 @@ def compression_bars(agg: pd.DataFrame, path: Path) -> Path:
 
 def radar(agg: pd.DataFrame, path: Path, title: str, top: int = 6) -> Path:
     """The six metrics of paper Figs. 8-10 on one radar: each axis scaled to the best row of the plot
-    (so 1.0 = the best value among the plotted rows); at most ``top`` rows, best macro-F1 first."""
-    d = agg.dropna(subset=["macro_f1"]).sort_values("macro_f1", ascending=False).head(top)
+    (so 1.0 = the best value among the plotted rows); the rows are :func:`radar_rows`."""
+    d = radar_rows(agg, top)
+    if d["model"].map(_family).nunique() > 1 and len(d) < agg["macro_f1"].notna().sum():
+        title += " (best macro-F1 per model)"
     keys = [k for k, _ in RADAR_METRICS]
     vals = d[keys].astype(float).fillna(0.0)
     scale = vals.max().replace(0, 1.0)
@@ -169,12 +193,20 @@ def confusion(matrix, labels, path: Path, title: str) -> Path:
 def pareto_plot(agg: pd.DataFrame, path: Path) -> Path:
     """Macro-F1 against CPU latency p50 (log scale), bubble area ∝ size on disk (MB); the non-dominated
     runs are joined by the front line, numbered, and listed beside the plot; dashed: the TF-IDF floor."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
     d = agg.dropna(subset=["macro_f1", "latency_p50_ms"])
     fig, ax = plt.subplots(figsize=(10, 6.5))
     size = d["size_mb"].fillna(1.0).clip(lower=0.5)
     area = 30 + 900 * np.sqrt(size / size.max())
-    colors = np.where(d["pareto"], "tab:red", "tab:blue")
-    ax.scatter(d["latency_p50_ms"], d["macro_f1"], s=area, c=colors, alpha=0.45, edgecolors="black", linewidths=0.5)
+    # one colour per model before compression (teacher, each student, the floor), so that every bubble
+    # can be told apart; the non-dominated ones get a thick red edge and a number
+    families = d["model"].map(_family)
+    palette = plt.get_cmap("tab10")
+    colour = {f: palette(i % 10) for i, f in enumerate(dict.fromkeys(families))}
+    ax.scatter(d["latency_p50_ms"], d["macro_f1"], s=area, c=[colour[f] for f in families], alpha=0.5,
+               edgecolors=np.where(d["pareto"], "tab:red", "black"), linewidths=np.where(d["pareto"], 2.0, 0.5))  # fmt: skip
     front = d[d["pareto"]].sort_values("latency_p50_ms")
     ax.plot(front["latency_p50_ms"], front["macro_f1"], color="tab:red", linewidth=1, drawstyle="steps-post")
     # number the non-dominated points and list them beside the plot: long names never overlap
@@ -187,13 +219,22 @@ def pareto_plot(agg: pd.DataFrame, path: Path) -> Path:
     if lines:
         ax.text(1.02, 1.0, "Non-dominated (Pareto front):\n" + "\n".join(lines), transform=ax.transAxes,
                 va="top", ha="left", fontsize=7.5, family="monospace")  # fmt: skip
+    handles = [Line2D([], [], marker="o", linestyle="", markersize=8, color=c, alpha=0.6, label=f)
+               for f, c in colour.items()]  # fmt: skip
     floor = d["floor_macro_f1"].dropna()
     if not floor.empty:
-        ax.axhline(float(floor.iloc[0]), color="grey", linestyle="--", linewidth=1, label="TF-IDF + LR floor")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.axhline(float(floor.iloc[0]), color="grey", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="grey", linestyle="--", label="TF-IDF + LR floor (macro-F1)"))
+    # outside the axes, under the front's list: never on top of a bubble
+    ax.legend(handles=handles, fontsize=7.5, loc="lower left", bbox_to_anchor=(1.02, 0.0), title="model (colour)",
+              title_fontsize=8, frameon=False)  # fmt: skip
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # 0.5, 1, 2, 5, 10 ms, not 10^0
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    ax.margins(y=0.08)  # room for the numbers above the top points
     ax.set_xlabel("latency p50 at batch 1 on CPU (ms, log scale)")
     ax.set_ylabel("test macro-F1")
-    ax.set_title("Pareto front: macro-F1 vs CPU latency (bubble area ∝ size on disk; red: non-dominated)")
+    ax.set_title("Pareto front: macro-F1 vs CPU latency (bubble area ∝ size on disk; red edge: non-dominated)")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
