@@ -56,6 +56,9 @@ def test_every_figure_and_a_self_contained_page(report):
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len([f for f in report["files"] if f.suffix == ".png"])
     assert 'src="http' not in page and "Table 7" in page
+    # the page carries what summary.md carries: the Pareto front and the cache hits
+    assert "Pareto front (macro-F1 vs latency p50)</h2>" in page and "t→cnn+prune_quant" in page
+    assert "teacher fine-tuned in 5 run(s), reused in 2" in page
     runs = pd.read_csv(out / "runs.csv")
     assert (runs["status"] == "failed").sum() == 1
 

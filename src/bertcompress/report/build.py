@@ -21,7 +21,7 @@ import pandas as pd
 
 from bertcompress.report import figures
 from bertcompress.report.collect import TABLES, load_runs
-from bertcompress.report.tables import aggregate, display_table, summary_markdown
+from bertcompress.report.tables import aggregate, cache_summary, display_table, pareto_table, summary_markdown
 from bertcompress.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,14 @@ def _html(agg: pd.DataFrame, runs: pd.DataFrame, md: str, images, root: Path) ->
         df = display_table(agg, key)
         body = df.to_html(index=False, border=0, classes="t", escape=True) if not df.empty else "<p><i>no runs</i></p>"
         tables.append(f"<h2>{html.escape(title)}</h2>{body}")
+    front = pareto_table(agg)
+    tables.append(
+        "<h2>Pareto front (macro-F1 vs latency p50)</h2>"
+        + (front.to_html(index=False, border=0, classes="t") if not front.empty else "<p><i>no runs</i></p>")
+    )
+    caches = cache_summary(runs)
+    if caches:
+        tables.append(f"<p>{html.escape(caches)}</p>")
     failed = runs[runs["status"] != "finished"]
     if not failed.empty:
         tables.append(

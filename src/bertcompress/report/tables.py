@@ -158,6 +158,26 @@ def _md(df: pd.DataFrame) -> str:
     return head + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in df.itertuples(index=False))
 
 
+def pareto_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """The non-dominated rows, fastest first: model, macro-F1, latency p50 (ms), size (MB)."""
+    front = agg[agg["pareto"]].sort_values("latency_p50_ms")
+    return front[["model", "macro_f1", "latency_p50_ms", "size_mb"]].round(2)
+
+
+def cache_summary(runs: pd.DataFrame) -> str | None:
+    """One line: in how many finished runs the teacher was fine-tuned / reused from the cache, and its
+    logits computed / reused; None when no run recorded its cache use."""
+    hits = runs[(runs["status"] == "finished") & runs["teacher_cache_hit"].notna()]
+    if hits.empty:
+        return None
+    teacher, logits = hits["teacher_cache_hit"], hits["logit_cache_hit"]
+    return (
+        f"Caches: teacher fine-tuned in {int((teacher == False).sum())} run(s), "  # noqa: E712
+        f"reused in {int((teacher == True).sum())}; teacher logits computed in "  # noqa: E712
+        f"{int((logits == False).sum())}, reused in {int((logits == True).sum())}."  # noqa: E712
+    )
+
+
 def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
     """``summary.md``: the four tables, the floor, the Pareto front, cache hits and failed jobs."""
     parts = ["# bertcompress report\n"]
@@ -176,16 +196,11 @@ def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
         )
     for key, title in TABLES.items():
         parts.append(f"\n## {title}\n\n" + _md(display_table(agg, key)))
-    front = agg[agg["pareto"]].sort_values("latency_p50_ms")
     parts.append("\n## Pareto front (macro-F1 vs latency p50)\n\n")
-    parts.append(_md(front[["model", "macro_f1", "latency_p50_ms", "size_mb"]].round(2)))
-    hits = runs[(runs["status"] == "finished") & runs["teacher_cache_hit"].notna()]
-    if not hits.empty:
-        parts.append(
-            f"\nCaches: teacher fine-tuned in {int((hits['teacher_cache_hit'] == False).sum())} run(s), "  # noqa: E712
-            f"reused in {int((hits['teacher_cache_hit'] == True).sum())}; teacher logits computed in "  # noqa: E712
-            f"{int((hits['logit_cache_hit'] == False).sum())}, reused in {int((hits['logit_cache_hit'] == True).sum())}.\n"  # noqa: E712
-        )
+    parts.append(_md(pareto_table(agg)))
+    caches = cache_summary(runs)
+    if caches:
+        parts.append(f"\n{caches}\n")
     if not failed.empty:
         parts.append("\n## Failed jobs\n\n")
         parts.append(_md(failed[["run_dir", "model", "error"]].fillna("")))
