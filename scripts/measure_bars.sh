@@ -41,7 +41,9 @@ if [[ $GROUP == all || $GROUP == ner ]]; then  # sequence labeling: CoNLL-2003 w
   # 2 teacher epochs (about 70 min on 2 CPU cores; 3 take about 100); every job shares the cached teacher
   NER="task=ner teacher.epochs=2"
   job ner_teacher $NER
-  job ner_teacher_6l_quant $NER student=teacher_6l compression=quant
-  job ner_teacher_6l $NER student=teacher_6l
+  # the student keeps the teacher's frozen word embeddings (96M of its 107M params): half the CPU time per step
+  S6L="student=teacher_6l +student.freeze_word_embeddings=true student.epochs=2"
+  job ner_teacher_6l_quant $NER $S6L compression=quant
+  job ner_teacher_6l $NER $S6L
   job ner_bilstm_quant $NER student=bilstm compression=quant
 fi

@@ -298,3 +298,23 @@ def test_a_distilled_student_is_trained_once_and_reused_across_compressions(tmp_
     assert second["student"]["train_time_s"] == first["student"]["train_time_s"]  # from the cache's record
     other = run(compose([*overrides, "student.loss.alpha=0.9"], tmp_path))  # another student: trained anew
     assert other["student"]["cache_hit"] is False
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_truncated_student_can_keep_the_teachers_word_embeddings_frozen(freeze, tiny_bert_dir):
+    from omegaconf import OmegaConf
+
+    from bertcompress.models.student_builder import build_student
+
+    cfg = OmegaConf.create({"name": "t1", "kind": "truncated", "num_layers": 1, "reduce_vocab": False})
+    if freeze:
+        cfg.freeze_word_embeddings = True
+    bundle = build_student(cfg, tiny_bert_dir, ["a", "b", "c"], ["x y"], max_length=16)
+    model = bundle.module.model
+    emb = model.get_input_embeddings().weight
+    assert emb.requires_grad is not freeze
+    others = [p.requires_grad for n, p in model.named_parameters() if p is not emb]
+    assert others and all(others)  # the encoder and head still train
+    assert ("frozen_word_embeddings" in bundle.info) is freeze
+    if freeze:
+        assert bundle.info["frozen_word_embeddings"] == emb.numel()
