@@ -15,7 +15,6 @@ from bertcompress.compression.pruning import (
     PruningCallback,
     cubic_sparsity,
     make_permanent,
-    prunable_linears,
     prunable_weights,
     prune_unstructured,
     sparsity,
@@ -67,7 +66,8 @@ def _batch(n=4, t=9):
 @pytest.mark.parametrize("amount", [0.3, 0.5])
 def test_sparsity_after_pruning_equals_amount(scope, amount):
     model = _tiny_classifier()
-    modules = prunable_linears(model)
+    modules = prunable_weights(model)
+    assert all(isinstance(m, nn.Linear) for _, m, _ in modules)  # a transformer: its Linear layers
     assert modules and not any("classifier" in n or "embeddings" in n for n, *_ in modules)
     prune_unstructured(modules, amount, scope)
     report = sparsity(modules)

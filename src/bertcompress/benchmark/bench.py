@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertcompress.benchmark.machine import machine_info
+from bertcompress.benchmark.machine import load_average_1min, machine_info
 from bertcompress.benchmark.params import count_parameters
 from bertcompress.compression.artifact import Predictor
 from bertcompress.metrics import task_metrics
@@ -137,7 +137,7 @@ def benchmark(
     """
     if threads:
         torch.set_num_threads(int(threads))
-    load_before = machine_info().get("load_avg_1min")
+    load_before = load_average_1min()  # not machine_info(): no /proc and metadata reads before timing
     models = [predictor] + ([reference] if reference is not None else [])
     n_single = min(n_runs + warmup, len(texts))
     singles = [m.batches(texts[:n_single], batch_size=1) for m in models]

@@ -23,6 +23,11 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+def load_average_1min() -> float | None:
+    """The 1-minute load average (runnable processes), rounded to 0.01; None where the OS has none."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def machine_info() -> dict:
     """CPU model, SIMD flags (AVX2/AVX-512/VNNI/BF16/AMX), core and torch thread counts, versions, GPU."""
     import torch
@@ -52,10 +57,10 @@ def machine_info() -> dict:
         "versions": versions,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    if hasattr(os, "getloadavg"):
+    load = load_average_1min()
+    if load is not None:
         # 1-min load average when the figures were taken: above the core count, other processes competed
         # for the cores and the latencies (the ratios too, when thread pools were starved) are suspect
-        load = os.getloadavg()[0]
-        info["load_avg_1min"] = round(load, 2)
+        info["load_avg_1min"] = load
         info["busy"] = load > (os.cpu_count() or 1) + 0.5
     return info

@@ -53,13 +53,6 @@ def prunable_weights(
     return out
 
 
-def prunable_linears(
-    model: nn.Module, include: Sequence[str] = ("*",), exclude: Sequence[str] = DEFAULT_EXCLUDE
-) -> list[Target]:
-    """The Linear layers' weights among :func:`prunable_weights` (the paper's selection)."""
-    return [t for t in prunable_weights(model, include, exclude) if isinstance(t[1], nn.Linear)]
-
-
 def describe_layers(model: nn.Module, limit: int = 12) -> str:
     """The names of ``model``'s prunable layers (up to ``limit``), for error messages."""
     names = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
@@ -127,8 +120,8 @@ def make_permanent(modules: Sequence[Target]) -> None:
     for _, m, param in modules:
         if hasattr(m, f"{param}_mask"):
             prune.remove(m, param)
-        if isinstance(m, nn.RNNBase):
-            m.flatten_parameters()  # the cuDNN weight buffer, rebuilt from the pruned tensors
+    for m in {id(m): m for _, m, _ in modules if isinstance(m, nn.RNNBase)}.values():
+        m.flatten_parameters()  # the cuDNN weight buffer, rebuilt once per RNN from its pruned tensors
 
 
 def cubic_sparsity(step: int, start_step: int, end_step: int, final: float, initial: float = 0.0) -> float:
