@@ -50,7 +50,9 @@ def validate_compression(cfg: DictConfig) -> None:
                     raise ValueError(f"compression.pruning.{key}={p[key]}: must lie in [0, 1)")
     q = cfg.get("quantization")
     if q and q.get("mode"):
-        check_quant_config(q.mode, q.backend, q.get("calibration_batches"), q.get("observer", "minmax"))
+        check_quant_config(
+            q.mode, q.backend, q.get("calibration_batches"), q.get("observer", "minmax"), q.get("smoothquant_alpha")
+        )
 
 
 def _forward(model, batch):

@@ -35,13 +35,34 @@ class QuantizationError(RuntimeError):
     """A backend cannot do what the config asks; the message names the backend and what it lacks."""
 
 
-def check_quant_config(mode: str, backend: str, calibration_batches: int | None = None, observer: str = "minmax"):
+def check_quant_config(
+    mode: str,
+    backend: str,
+    calibration_batches: int | None = None,
+    observer: str = "minmax",
+    smoothquant_alpha: float | None = None,
+):
     """Validate a quantization config before any work.
 
     Raises:
-        ValueError: unknown mode/backend/observer, or static quantization without calibration batches.
+        ValueError: unknown mode/backend/observer, static quantization or SmoothQuant without calibration
+            batches, a SmoothQuant alpha outside (0, 1], or SmoothQuant with an fp16/bf16 cast.
         QuantizationError: a combination the backend does not support.
     """
+    if smoothquant_alpha is not None:
+        if mode in {"fp16", "bf16"}:
+            raise ValueError(
+                f"compression.quantization.smoothquant_alpha={smoothquant_alpha} is for int8 PTQ; "
+                f"mode={mode} casts weights: set smoothquant_alpha=null"
+            )
+        if not 0.0 < float(smoothquant_alpha) <= 1.0:
+            raise ValueError(
+                f"compression.quantization.smoothquant_alpha={smoothquant_alpha}: must lie in (0, 1] (or null: off)"
+            )
+        if not calibration_batches or calibration_batches < 1:
+            raise ValueError(
+                "SmoothQuant calibrates on training batches: set compression.quantization.calibration_batches >= 1"
+            )
     if mode not in MODES:
         raise ValueError(f"compression.quantization.mode={mode!r}: expected one of {MODES}")
     if backend not in BACKENDS:
@@ -74,19 +95,27 @@ def quantizable_linears_filter(exclude: Sequence[str] = ("classifier",)):
     return keep
 
 
-def _torch_ao_quantize_dynamic(model: nn.Module, embeddings: bool = False) -> nn.Module:
+def _torch_ao_quantize_dynamic(model: nn.Module, embeddings: bool = False, per_channel: bool = False) -> nn.Module:
     """The one adapter to the deprecated ``torch.ao.quantization`` API.
 
     Linear and LSTM get dynamic int8; with ``embeddings`` the large embedding tables (>= 1024 rows,
-    i.e. the word embeddings) get 8-bit weight-only quantization (per-row float qparams).
+    i.e. the word embeddings) get 8-bit weight-only quantization (per-row float qparams). With
+    ``per_channel`` the Linear weights get one scale per output row instead of one per matrix
+    (LSTM weights stay per tensor: torch.ao has no per-channel dynamic LSTM).
     """
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torch.ao.quantization import default_dynamic_qconfig, float_qparams_weight_only_qconfig, quantize_dynamic
+        from torch.ao.quantization import (
+            default_dynamic_qconfig,
+            float_qparams_weight_only_qconfig,
+            per_channel_dynamic_qconfig,
+            quantize_dynamic,
+        )
 
-        spec: dict = {nn.Linear: default_dynamic_qconfig, nn.LSTM: default_dynamic_qconfig}
+        linear_qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+        spec: dict = {nn.Linear: linear_qconfig, nn.LSTM: default_dynamic_qconfig}
         if embeddings:
             spec.update(
                 {
@@ -99,12 +128,13 @@ def _torch_ao_quantize_dynamic(model: nn.Module, embeddings: bool = False) -> nn
 
 
 def quantize_torch(
-    model: nn.Module, mode: str, backend: str, quantize_embeddings: bool = False
+    model: nn.Module, mode: str, backend: str, quantize_embeddings: bool = False, per_channel: bool = False
 ) -> tuple[nn.Module, dict]:
     """Quantize a torch model in eval mode; returns ``(model, report)``.
 
     ``quantize_embeddings`` (torch_ao only) also stores the word-embedding table in 8 bits; torch
     dynamic int8 otherwise leaves embeddings fp32 (mBERT: 455 MB instead of 178 MB).
+    ``per_channel`` (torch_ao only; torchao's int8 config is per channel already): per-row weight scales.
     The report says which module types ended up quantized and which stayed fp32.
     """
     check_quant_config(mode, backend, 1)
@@ -122,11 +152,12 @@ def quantize_torch(
             raise QuantizationError("backend 'torchao' has no int8 LSTM; use backend=torch_ao for RNN students")
         quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantizable_linears_filter())
     else:
-        model = _torch_ao_quantize_dynamic(model, embeddings=quantize_embeddings)
+        model = _torch_ao_quantize_dynamic(model, embeddings=quantize_embeddings, per_channel=per_channel)
     return model, {
         "mode": mode,
         "backend": backend,
         "quantize_embeddings": quantize_embeddings and backend == "torch_ao",
+        **({"per_channel": per_channel} if backend == "torch_ao" else {}),
         **quantized_parts(model),
     }
 
@@ -178,6 +209,10 @@ class QuantizationCallback(L.Callback):
         backend: ``torchao``, ``torch_ao`` (deprecated torch.ao; Linear + LSTM) or ``onnxruntime``.
         quantize_embeddings: also quantize the word-embedding table (ORT: the Gather; torch_ao: 8-bit
             weight-only); torch dynamic int8 otherwise leaves it fp32.
+        per_channel: one weight scale per output channel (torch_ao, onnxruntime).
+        smoothquant_alpha: apply SmoothQuant (:mod:`bertcompress.compression.smoothquant`) with this
+            migration strength, calibrated on ``calibration_batches`` training batches, before int8;
+            None turns it off.
 
     Raises:
         ValueError / QuantizationError: on construction, for a config the backend cannot do
@@ -192,11 +227,13 @@ class QuantizationCallback(L.Callback):
         per_channel: bool = False,
         calibration_batches: int | None = 8,
         observer: str = "minmax",
+        smoothquant_alpha: float | None = None,
     ):
-        check_quant_config(mode, backend, calibration_batches, observer)
+        check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
         self.mode, self.backend = mode, backend
         self.quantize_embeddings, self.per_channel = bool(quantize_embeddings), bool(per_channel)
         self.calibration_batches, self.observer = calibration_batches, observer
+        self.smoothquant_alpha = None if smoothquant_alpha is None else float(smoothquant_alpha)
         self.result: QuantizedModel | None = None
 
     @classmethod
@@ -209,6 +246,7 @@ class QuantizationCallback(L.Callback):
             bool(q.get("per_channel", False)),
             q.get("calibration_batches"),
             q.get("observer", "minmax"),
+            q.get("smoothquant_alpha"),
         )
 
     def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
@@ -220,12 +258,23 @@ class QuantizationCallback(L.Callback):
             workdir: where the ONNX backend writes ``fp32.onnx`` and ``int8.onnx``.
 
         Raises:
-            ValueError: the ONNX backend without data or without a workdir.
+            ValueError: the ONNX backend or SmoothQuant without data, or the ONNX backend without a workdir.
         """
         module = module.eval()
+        smoothing = None
+        if self.smoothquant_alpha is not None and self.mode in {"dynamic", "static"}:
+            if calibration_loader is None:
+                raise ValueError("SmoothQuant needs calibration batches (calibration_loader=None)")
+            from bertcompress.compression.smoothquant import smooth_linears
+
+            smoothing = smooth_linears(
+                module, iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
+            )
         if self.backend != "onnxruntime":
-            qmodule, report = quantize_torch(module, self.mode, self.backend, self.quantize_embeddings)
-            return QuantizedModel("torch", report, module=qmodule)
+            qmodule, report = quantize_torch(
+                module, self.mode, self.backend, self.quantize_embeddings, self.per_channel
+            )
+            return QuantizedModel("torch", {**report, "smoothquant": smoothing}, module=qmodule)
         if calibration_loader is None:
             raise ValueError("backend 'onnxruntime' needs a data batch to export the model (calibration_loader=None)")
         if workdir is None:
@@ -239,7 +288,7 @@ class QuantizationCallback(L.Callback):
         report = quantize_onnx(
             fp32, int8, self.mode, self.quantize_embeddings, calibration, self.observer, self.per_channel
         )
-        return QuantizedModel("onnx", report, onnx_file=int8)
+        return QuantizedModel("onnx", {**report, "smoothquant": smoothing}, onnx_file=int8)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import tempfile
