@@ -129,3 +129,15 @@ def test_smoothquant_without_calibration_data_is_an_error():
         cb.apply(_TwoLayer())
     with pytest.raises(ValueError, match="gave none"):
         smooth_linears(_TwoLayer(), iter([]), 0.5)
+
+
+def test_smoothquant_with_per_tensor_weights_warns(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="bertcompress.compression.quantization"):
+        QuantizationCallback("dynamic", "torch_ao", per_channel=False, smoothquant_alpha=0.75)
+    assert "per_channel=true" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bertcompress.compression.quantization"):
+        QuantizationCallback("dynamic", "torch_ao", per_channel=True, smoothquant_alpha=0.75)
+    assert "per_channel" not in caplog.text
