@@ -183,6 +183,11 @@ def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path, caps
         assert block["n"] == 40
     assert r["student"]["logit_cache"] and r["student"]["logit_cache_hit"] is False
     assert r["compression"]["quantization"]["quantized_modules"]["Linear"] > 0
+    # compression=quant smooths every Linear first (SmoothQuant), calibrated on token-classification batches
+    assert (
+        r["compression"]["quantization"]["smoothquant"]["layers"]
+        == r["compression"]["quantization"]["quantized_modules"]["Linear"]
+    )
     manifest = json.loads((tmp_path / "run" / "artifact" / "manifest.json").read_text())
     assert manifest["task"] == "ner" and manifest["label_names"][0] == "O"
     table = r["inference_val"]["final"]
