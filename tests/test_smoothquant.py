@@ -76,7 +76,7 @@ def test_per_channel_torch_ao_weights_have_one_scale_per_output_row():
     assert q.report["per_channel"] is True
 
 
-@pytest.mark.parametrize("backend", ["torch_ao", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["torch_ao", "torchao", "onnxruntime"])
 def test_smoothed_int8_artifact_round_trips_through_disk(backend, tmp_path, tiny_bert_dir, ubmec_texts):
     from bertcompress.compression.apply import compress_and_save
     from bertcompress.compression.artifact import load_artifact
@@ -101,7 +101,8 @@ def test_smoothed_int8_artifact_round_trips_through_disk(backend, tmp_path, tiny
     )
     report = compress_and_save(final, cfg, tmp_path / "art", calibration_loader=batches)
     assert report["quantization"]["smoothquant"]["calibration_batches"] == 3
-    predictor = load_artifact(tmp_path / "art")  # the pickled SmoothedLinear (torch) or the Mul nodes (ONNX)
+    # the pickled SmoothedLinear (torch_ao), the smoothed meta skeleton (torchao) or the Mul nodes (ONNX)
+    predictor = load_artifact(tmp_path / "art")
     with torch.no_grad():
         fp32 = torch.cat([final.module(b) for b in predictor.batches(texts)]).numpy()
     int8 = np.concatenate([predictor.logits(b) for b in predictor.batches(texts)])

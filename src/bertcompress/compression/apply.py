@@ -122,9 +122,10 @@ def compress_and_save(
     if q and q.get("mode"):
         ptq = QuantizationCallback.from_config(q)
         with tempfile.TemporaryDirectory() as tmp:
+            smoothing = ptq.smooth(module, calibration_loader)  # SmoothQuant changes the float architecture
             if q.backend == "torchao" and q.mode == "dynamic":
                 common["skeleton"] = meta_skeleton(module)  # torchao weights reload into this skeleton
-            quantized = ptq.apply(module, calibration_loader, tmp)
+            quantized = ptq.apply(module, calibration_loader, tmp, smoothing=smoothing)
             report["quantization"] = quantized.report
             if quantized.kind == "onnx":
                 save_artifact(out_dir, "onnx", onnx_file=quantized.onnx_file, **common)

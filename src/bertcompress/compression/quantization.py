@@ -257,27 +257,47 @@ class QuantizationCallback(L.Callback):
             q.get("smoothquant_alpha"),
         )
 
-    def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
+    def smooth(self, module: nn.Module, calibration_loader=None) -> dict | None:
+        """SmoothQuant ``module`` in place when ``smoothquant_alpha`` is set (int8 modes); returns its report.
+
+        :meth:`apply` calls it; call it first yourself when the smoothed float architecture is needed
+        before quantization (e.g. the torchao artifact's meta skeleton), and pass the report on.
+
+        Raises:
+            ValueError: SmoothQuant without calibration batches.
+        """
+        if self.smoothquant_alpha is None or self.mode not in {"dynamic", "static"}:
+            return None
+        if calibration_loader is None:
+            raise ValueError("SmoothQuant needs calibration batches (calibration_loader=None)")
+        from bertcompress.compression.smoothquant import smooth_linears
+
+        return smooth_linears(
+            module.eval(), iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
+        )
+
+    def apply(
+        self,
+        module: nn.Module,
+        calibration_loader=None,
+        workdir: str | Path | None = None,
+        smoothing: dict | None = None,
+    ) -> QuantizedModel:
         """Quantize ``module`` (batch -> logits [batch, num_labels]); torch backends work in place.
 
         Args:
             calibration_loader: batches with ``input_ids``/``attention_mask`` (ONNX export needs one;
-                static PTQ reads ``calibration_batches`` of them).
+                static PTQ and SmoothQuant read ``calibration_batches`` of them).
             workdir: where the ONNX backend writes ``fp32.onnx`` and ``int8.onnx``.
+            smoothing: the report of a :meth:`smooth` already applied to ``module`` (it is then not
+                smoothed again).
 
         Raises:
             ValueError: the ONNX backend or SmoothQuant without data, or the ONNX backend without a workdir.
         """
         module = module.eval()
-        smoothing = None
-        if self.smoothquant_alpha is not None and self.mode in {"dynamic", "static"}:
-            if calibration_loader is None:
-                raise ValueError("SmoothQuant needs calibration batches (calibration_loader=None)")
-            from bertcompress.compression.smoothquant import smooth_linears
-
-            smoothing = smooth_linears(
-                module, iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
-            )
+        if smoothing is None:
+            smoothing = self.smooth(module, calibration_loader)
         if self.backend != "onnxruntime":
             qmodule, report = quantize_torch(
                 module, self.mode, self.backend, self.quantize_embeddings, self.per_channel
