@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from bertcompress.compression.artifact import meta_skeleton, save_artifact
+from bertcompress.compression.artifact import save_artifact
 from bertcompress.compression.pruning import PruningCallback, check_amount
 from bertcompress.compression.quantization import QuantizationCallback, check_quant_config
 from bertcompress.compression.structured import head_importance, prune_structured
@@ -122,10 +122,9 @@ def compress_and_save(
     if q and q.get("mode"):
         ptq = QuantizationCallback.from_config(q)
         with tempfile.TemporaryDirectory() as tmp:
-            smoothing = ptq.smooth(module, calibration_loader)  # SmoothQuant changes the float architecture
-            if q.backend == "torchao" and q.mode == "dynamic":
-                common["skeleton"] = meta_skeleton(module)  # torchao weights reload into this skeleton
-            quantized = ptq.apply(module, calibration_loader, tmp, smoothing=smoothing)
+            quantized = ptq.apply(module, calibration_loader, tmp)
+            if "skeleton" in quantized.extra:  # torchao: the weights reload into this meta-device skeleton
+                common["skeleton"] = quantized.extra["skeleton"]
             report["quantization"] = quantized.report
             if quantized.kind == "onnx":
                 save_artifact(out_dir, "onnx", onnx_file=quantized.onnx_file, **common)

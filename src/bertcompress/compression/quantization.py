@@ -24,6 +24,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from bertcompress.compression.artifact import meta_skeleton
+from bertcompress.compression.smoothquant import check_alpha, smooth_linears
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torchao", "torch_ao", "onnxruntime")
@@ -55,10 +58,7 @@ def check_quant_config(
                 f"compression.quantization.smoothquant_alpha={smoothquant_alpha} is for int8 PTQ; "
                 f"mode={mode} casts weights: set smoothquant_alpha=null"
             )
-        if not 0.0 < float(smoothquant_alpha) <= 1.0:
-            raise ValueError(
-                f"compression.quantization.smoothquant_alpha={smoothquant_alpha}: must lie in (0, 1] (or null: off)"
-            )
+        check_alpha(smoothquant_alpha)
         if not calibration_batches or calibration_batches < 1:
             raise ValueError(
                 "SmoothQuant calibrates on training batches: set compression.quantization.calibration_batches >= 1"
@@ -185,7 +185,8 @@ def quantized_parts(model: nn.Module) -> dict:
 
 @dataclass
 class QuantizedModel:
-    """The result of PTQ: a torch module (``kind='torch'``) or an int8 ONNX file (``kind='onnx'``)."""
+    """The result of PTQ: a torch module (``kind='torch'``) or an int8 ONNX file (``kind='onnx'``);
+    ``extra["skeleton"]`` (torchao) is the float architecture on the meta device for reloading."""
 
     kind: str
     report: dict
@@ -234,7 +235,7 @@ class QuantizationCallback(L.Callback):
         self.quantize_embeddings, self.per_channel = bool(quantize_embeddings), bool(per_channel)
         self.calibration_batches, self.observer = calibration_batches, observer
         self.smoothquant_alpha = None if smoothquant_alpha is None else float(smoothquant_alpha)
-        if self.smoothquant_alpha is not None and not self.per_channel and mode in {"dynamic", "static"}:
+        if self.smoothquant_alpha is not None and not self.per_channel:
             # measured on the CoNLL-2003 teacher_6l student (val entity F1): alpha 0.9 per tensor 44.1, per channel 88.8
             log.warning(
                 "compression.quantization.smoothquant_alpha=%s with per_channel=false: SmoothQuant moves the "
@@ -257,52 +258,38 @@ class QuantizationCallback(L.Callback):
             q.get("smoothquant_alpha"),
         )
 
-    def smooth(self, module: nn.Module, calibration_loader=None) -> dict | None:
-        """SmoothQuant ``module`` in place when ``smoothquant_alpha`` is set (int8 modes); returns its report.
-
-        :meth:`apply` calls it; call it first yourself when the smoothed float architecture is needed
-        before quantization (e.g. the torchao artifact's meta skeleton), and pass the report on.
-
-        Raises:
-            ValueError: SmoothQuant without calibration batches.
-        """
-        if self.smoothquant_alpha is None or self.mode not in {"dynamic", "static"}:
-            return None
-        if calibration_loader is None:
-            raise ValueError("SmoothQuant needs calibration batches (calibration_loader=None)")
-        from bertcompress.compression.smoothquant import smooth_linears
-
-        return smooth_linears(
-            module.eval(), iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
-        )
-
-    def apply(
-        self,
-        module: nn.Module,
-        calibration_loader=None,
-        workdir: str | Path | None = None,
-        smoothing: dict | None = None,
-    ) -> QuantizedModel:
+    def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
         """Quantize ``module`` (batch -> logits [batch, num_labels]); torch backends work in place.
 
         Args:
             calibration_loader: batches with ``input_ids``/``attention_mask`` (ONNX export needs one;
                 static PTQ and SmoothQuant read ``calibration_batches`` of them).
             workdir: where the ONNX backend writes ``fp32.onnx`` and ``int8.onnx``.
-            smoothing: the report of a :meth:`smooth` already applied to ``module`` (it is then not
-                smoothed again).
+
+        Returns:
+            The quantized model; for torchao, ``extra["skeleton"]`` is the float architecture (after
+            SmoothQuant) on the meta device, which its saved state dict reloads into.
 
         Raises:
             ValueError: the ONNX backend or SmoothQuant without data, or the ONNX backend without a workdir.
         """
         module = module.eval()
-        if smoothing is None:
-            smoothing = self.smooth(module, calibration_loader)
+        smoothing = None
+        if self.smoothquant_alpha is not None:  # check_quant_config allows it for the int8 modes only
+            if calibration_loader is None:
+                raise ValueError("SmoothQuant needs calibration batches (calibration_loader=None)")
+            smoothing = smooth_linears(
+                module, iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
+            )
         if self.backend != "onnxruntime":
+            extra = {}
+            if self.backend == "torchao" and self.mode == "dynamic":
+                # torchao's quantized weights cannot be pickled whole: they reload into this skeleton
+                extra["skeleton"] = meta_skeleton(module)
             qmodule, report = quantize_torch(
                 module, self.mode, self.backend, self.quantize_embeddings, self.per_channel
             )
-            return QuantizedModel("torch", {**report, "smoothquant": smoothing}, module=qmodule)
+            return QuantizedModel("torch", {**report, "smoothquant": smoothing}, module=qmodule, extra=extra)
         if calibration_loader is None:
             raise ValueError("backend 'onnxruntime' needs a data batch to export the model (calibration_loader=None)")
         if workdir is None:

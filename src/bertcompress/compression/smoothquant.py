@@ -48,13 +48,20 @@ class SmoothedLinear(nn.Module):
         return self.linear(x * self.inv_scale.to(x.dtype))
 
 
+def check_alpha(alpha: float) -> None:
+    """Raises ValueError unless the migration strength ``alpha`` lies in (0, 1]."""
+    if not 0.0 < float(alpha) <= 1.0:
+        raise ValueError(f"compression.quantization.smoothquant_alpha={alpha}: must lie in (0, 1] (or null: off)")
+
+
 def activation_absmax(
     model: nn.Module,
     batches: Iterable,
     forward: Callable[[nn.Module, object], object],
     names: list[str],
-) -> dict[str, torch.Tensor]:
-    """Per-input-channel max |x| of the Linear layers ``names`` over ``batches``: name -> (C_in,).
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Per-input-channel max |x| of the Linear layers ``names`` over ``batches``: (name -> (C_in,), the
+    number of batches read).
 
     Padding positions take part (the int8 kernels see them too); ``forward(model, batch)`` runs a batch.
     """
@@ -68,14 +75,16 @@ def activation_absmax(
             stats[name] = torch.maximum(stats[name], a) if name in stats else a
 
         hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    n_batches = 0
     try:
         with torch.inference_mode():
             for batch in batches:
                 forward(model, batch)
+                n_batches += 1
     finally:
         for h in hooks:
             h.remove()
-    return stats
+    return stats, n_batches
 
 
 def smooth_linears(
@@ -98,22 +107,14 @@ def smooth_linears(
     Raises:
         ValueError: alpha outside (0, 1], no Linear layer, or no calibration batch.
     """
-    if not 0.0 < float(alpha) <= 1.0:
-        raise ValueError(f"compression.quantization.smoothquant_alpha={alpha}: must lie in (0, 1] (or null: off)")
+    check_alpha(alpha)
     names = [n for n, m in model.named_modules() if type(m) is nn.Linear]
     if not names:
         raise ValueError(f"SmoothQuant: {type(model).__name__} has no nn.Linear layer to smooth")
     model.eval()
-    counted = []
-
-    def read(it):
-        for b in it:
-            counted.append(1)
-            yield b
-
     it = batches if max_batches is None else itertools.islice(batches, int(max_batches))
-    stats = activation_absmax(model, read(it), forward, names)
-    if not counted:
+    stats, n_batches = activation_absmax(model, it, forward, names)
+    if not n_batches:
         raise ValueError("SmoothQuant needs calibration batches: the calibration loader gave none")
     smin, smax = float("inf"), 0.0
     for name in names:
@@ -131,8 +132,8 @@ def smooth_linears(
     return {
         "method": "smoothquant",
         "alpha": float(alpha),
-        "layers": sum(1 for n in names if n in stats),
-        "calibration_batches": len(counted),
+        "layers": len(stats),  # the Linear layers the calibration reached
+        "calibration_batches": n_batches,
         "scale_min": smin,
         "scale_max": smax,
         "source": SOURCE,
