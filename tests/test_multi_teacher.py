@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,11 @@ from bertcompress.data.augment import GENERATORS, TRANSFER_ID_BASE, build_transf
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.multi_teacher import (
     check_weights,
+    ensemble_log_probs,
     ensemble_probs,
     ensemble_soft_logits,
     out_of_fold_logits,
+    tune_class_bias,
     tune_weights,
 )
 from bertcompress.models.tfidf import TfidfLR
@@ -52,6 +56,42 @@ def test_weights_tuned_on_validation_prefer_the_better_teacher():
     noise = rng.normal(0, 1, (200, 3))  # chance
     w, f1 = tune_weights([noise, good], y, step=0.25)
     assert w[1] > w[0] and f1 > 80
+
+
+def test_class_bias_tuning_restores_an_under_predicted_class():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 600)
+    z = np.eye(3)[y] * 2 + rng.normal(0, 1, (600, 3))
+    z[:, 2] -= 2.0  # class 2 is rarely predicted: its recall, and macro-F1, suffer
+    before = f1_macro(y, z.argmax(-1))
+    bias, f1 = tune_class_bias(z, y, step=0.1, limit=3.0)
+    assert f1 > before + 5 and f1 == pytest.approx(f1_macro(y, (z + bias).argmax(-1)))
+    assert int(np.argmax(bias)) == 2 and abs(sum(bias)) < 1e-9  # centred: a common shift changes nothing
+    # a decision rule that is already right everywhere is left alone
+    perfect = np.eye(3)[y] * 5.0
+    assert tune_class_bias(perfect, y)[0] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="do not match"):
+        tune_class_bias(z[:10], y)
+    with pytest.raises(ValueError, match="step"):
+        tune_class_bias(z, y, step=0.0)
+
+
+def test_soft_targets_with_class_bias_match_a_hand_computation():
+    z1, z2 = np.array([[2.0, 0.0, -1.0]]), np.array([[0.0, 1.0, 0.0]])
+    t, w, b = 2.0, (0.5, 0.5), np.array([0.3, -0.1, -0.2])
+    p = ensemble_probs([z1, z2], w, t)[0] * np.exp(b)
+    soft = ensemble_soft_logits([z1, z2], w, t, b)
+    # softmax at T of the soft logits is p̄ · exp(b), renormalised; the prediction is argmax(log p̄ + b)
+    assert np.allclose(torch.softmax(torch.from_numpy(soft) / t, -1).numpy()[0], p / p.sum(), atol=1e-6)
+    assert np.allclose(ensemble_log_probs([z1, z2], w, t, b)[0], np.log(ensemble_probs([z1, z2], w, t)[0]) + b)
+    with pytest.raises(ValueError, match="2 values for 3 classes"):
+        ensemble_log_probs([z1, z2], w, class_bias=[0.1, 0.2])
+
+
+def f1_macro(y, preds) -> float:
+    from sklearn.metrics import f1_score
+
+    return 100.0 * f1_score(y, preds, average="macro")
 
 
 def test_tfidf_teacher_train_logits_are_out_of_fold(ubmec_texts):
@@ -127,3 +167,60 @@ def test_multi_teacher_with_tfidf_and_augmentation_runs_end_to_end(tmp_path, tin
     )
     report = results["student"]["transfer_set"]
     assert report["total"] > 0 and set(report["generated"]) == set(GENERATORS)
+
+
+@requires_ubmec
+def test_transformer_member_with_a_seed_and_tuned_class_bias_runs_end_to_end(tmp_path, tiny_run_overrides):
+    from omegaconf import OmegaConf, open_dict
+
+    from bertcompress.pipeline import ENSEMBLE_KEYS
+
+    cfg = compose(
+        [*tiny_run_overrides, "teacher=me5_tfidf", "teacher.primary=tiny_bert", "teacher.weight_step=0.25",
+         "teacher.members.tfidf_lr.oof_folds=2", "+teacher.class_bias=tune", "student=none", "baseline=none",
+         "benchmark.enabled=false"],
+        tmp_path,
+    )  # fmt: skip
+    with open_dict(cfg):
+        plain = {k: v for k, v in OmegaConf.to_container(cfg.teacher).items() if k not in ENSEMBLE_KEYS}
+        cfg.teacher.members = {"tiny_seed3": {**plain, "name": "tiny_bert", "kind": "transformer", "seed": 3}}
+    results = run(cfg)
+    ens = results["teacher"]["ensemble"]
+    assert ens["members"] == ["tiny_bert", "tiny_seed3"]
+    # the member is a second fine-tune: its own seed, the job's split, cached like a plain run of it
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "teachers").glob("tiny_bert-*/*teacher.json")]
+    assert sorted(m["key"]["seed"] for m in metas) == [3, 42]
+    assert metas[0]["key"]["data"] == metas[1]["key"]["data"] and metas[0]["key"]["data"]["seed"] == 42
+    assert any((tmp_path / "run" / "checkpoints" / "teacher_tiny_seed3").glob("*.ckpt"))  # not the primary's dir
+    bias = ens["class_bias"]
+    assert len(bias) == 6 and abs(sum(bias)) < 1e-9
+    # tuning starts from zero offsets, so it never lowers the validation macro-F1 the weights reached
+    assert ens["class_bias_tuned_val_macro_f1"] >= ens["weights_tuned_val_macro_f1"] - 1e-9
+
+
+def test_member_and_class_bias_keys(tmp_path):
+    """A seeded member is keyed like a plain run with that seed on the job's split; class_bias joins a
+    student's key only when set (students cached before it existed keep their keys)."""
+    import hydra
+
+    from bertcompress.pipeline import member_config, student_cache_key, teacher_cache_key
+
+    data = ["data.limit_train=64", "data.limit_val=32", "data.limit_test=32"]
+    grid_best = ["teacher=me5_small", "teacher.module.optimizer.lr=1e-4", "+teacher.module.layer_lr_decay=0.85"]
+    cfg = compose(["teacher=me5_seeds_tfidf", *data], tmp_path)
+    plain = compose([*grid_best, *data], tmp_path)
+    seeded = compose([*grid_best, *data, "seed=7", "data.seed=42"], tmp_path)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup()
+    assert teacher_cache_key(cfg, dm) == teacher_cache_key(plain, dm)  # the primary is the grid's teacher
+    assert teacher_cache_key(member_config(cfg, cfg.teacher.members.me5_seed7), dm) == teacher_cache_key(seeded, dm)
+    assert teacher_cache_key(seeded, dm) != teacher_cache_key(plain, dm)
+
+    class Primary:  # student_cache_key reads only the primary's cache dir name
+        cache_dir = tmp_path / "teachers" / "me5_small-x"
+
+    assert student_cache_key(cfg, dm, Primary)["ensemble"]["class_bias"] == "tune"
+    assert (
+        "class_bias" not in student_cache_key(compose(["teacher=me5_tfidf", *data], tmp_path), dm, Primary)["ensemble"]
+    )

@@ -6,6 +6,7 @@ plug in after :func:`get_teacher`, which returns the fine-tuned teacher and its 
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ import hydra
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bertcompress import is_multirun
 from bertcompress.benchmark.bench import benchmark
@@ -32,9 +33,10 @@ from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.module import DistillStudent
 from bertcompress.distill.multi_teacher import (
     check_weights,
-    ensemble_probs,
+    ensemble_log_probs,
     ensemble_soft_logits,
     out_of_fold_logits,
+    tune_class_bias,
     tune_weights,
 )
 from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCache
@@ -66,7 +68,11 @@ class TeacherResult:
 
 
 # keys of a multi-teacher config that do not change the primary teacher's fine-tuned weights
-ENSEMBLE_KEYS = ("members", "weights", "weight_step", "primary")
+ENSEMBLE_KEYS = ("members", "weights", "weight_step", "primary", "class_bias", "class_bias_step")
+# of those, the keys that join a student's cache key only when set (students cached before they existed)
+OPTIONAL_ENSEMBLE_KEYS = ("class_bias", "class_bias_step")
+# keys of a transformer member's config that are not teacher hyper-parameters (``seed`` keys it as the seed)
+MEMBER_KEYS = ("kind", "seed")
 
 
 def teacher_name(cfg: DictConfig) -> str:
@@ -117,11 +123,14 @@ def _best_state(trainer: L.Trainer) -> str | None:
     return path or None
 
 
-def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) -> TeacherResult:
+def get_teacher(
+    cfg: DictConfig, dm: ClassificationDataModule, loggers: list, ckpt_subdir: str = "teacher"
+) -> TeacherResult:
     """Return the fine-tuned teacher: from ``${paths.cache_dir}/teachers/<name>-<key>`` or by fine-tuning.
 
-    Fine-tuning uses early stopping on ``val/macro_f1`` and restores the best checkpoint, then
-    saves the model with ``save_pretrained`` (atomically) into the cache dir with a meta file.
+    Fine-tuning uses early stopping on ``val/macro_f1`` and restores the best checkpoint (run checkpoints
+    under ``checkpoints/<ckpt_subdir>``), then saves the model with ``save_pretrained`` (atomically) into
+    the cache dir with a meta file.
     """
     base_dir = resolve_model(cfg.teacher.hub_id, cache_dir=cfg.paths.cache_dir)
     key = teacher_cache_key(cfg, dm)
@@ -147,7 +156,7 @@ def get_teacher(cfg: DictConfig, dm: ClassificationDataModule, loggers: list) ->
         return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
 
     log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
-    train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], "teacher")
+    train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir)
     meta = {
         "teacher": cfg.teacher.name,
         "hub_id": cfg.teacher.hub_id,
@@ -292,6 +301,8 @@ class TeacherEnsemble:
     test: dict
     members_test: dict
     tfidf_reports: dict
+    class_bias: list[float] | None = None  # per-class offsets on log p̄ (C,), tuned on val for macro-F1
+    class_bias_val_macro_f1: float | None = None
 
     def stacked(self, ids) -> list[np.ndarray]:
         return [np.stack([np.asarray(m[i]) for i in ids]) for m in self.logits]
@@ -301,11 +312,11 @@ class TeacherEnsemble:
     ) -> dict:
         """``{id: T·log p̄ (C,)}`` for ``ids`` and, given ``transfer`` (ids, texts), for the transfer set;
         ``primary_transfer`` is then the primary teacher's (cached) logits on those texts, (N, C)."""
-        z = ensemble_soft_logits(self.stacked(ids), self.weights, temperature)
+        z = ensemble_soft_logits(self.stacked(ids), self.weights, temperature, self.class_bias)
         out = dict(zip(ids, torch.from_numpy(z), strict=True))
         if transfer and transfer[0]:
             parts = [primary_transfer, *(f(transfer[1]) for f in self.member_text_logits)]
-            zt = ensemble_soft_logits(parts, self.weights, temperature)
+            zt = ensemble_soft_logits(parts, self.weights, temperature, self.class_bias)
             out.update(zip(transfer[0], torch.from_numpy(zt), strict=True))
         return out
 
@@ -370,12 +381,28 @@ def _text_logits_fn(t: TeacherResult, batch_size: int):
     return fn
 
 
+def member_config(cfg: DictConfig, member: DictConfig) -> DictConfig:
+    """The job config of a transformer member: ``cfg`` with ``teacher`` replaced by the member's teacher
+    config (minus ``kind``/``seed``) and ``seed`` set to the member's ``seed`` (default: ``cfg.seed``). The
+    data split stays the job's, so the member is keyed (and cached) like a plain run of that teacher with
+    ``seed=<member seed> data.seed=<job seed>``."""
+    mcfg = copy.deepcopy(cfg)
+    with open_dict(mcfg):
+        if OmegaConf.select(cfg, "data.seed") is not None:
+            mcfg.data.seed = int(OmegaConf.select(cfg, "data.seed"))  # the job's validation carve
+        mcfg.teacher = OmegaConf.create({k: v for k, v in member.items() if k not in MEMBER_KEYS})
+        mcfg.seed = int(member.get("seed", cfg.seed))
+    return mcfg
+
+
 def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers: list) -> TeacherEnsemble:
-    """The primary teacher plus ``cfg.teacher.members`` (``tfidf_lr`` or full transformer teacher configs),
-    weights from ``cfg.teacher.weights`` or tuned on validation macro-F1, and the ensemble's test metrics.
+    """The primary teacher plus ``cfg.teacher.members`` (``tfidf_lr`` or full transformer teacher configs,
+    each with an optional ``seed``), weights from ``cfg.teacher.weights`` or tuned on validation macro-F1,
+    optional per-class offsets (``cfg.teacher.class_bias``: null, ``tune`` or C floats), and the
+    ensemble's test metrics.
 
     Raises:
-        ValueError: an unknown member kind, or weights that do not match the members.
+        ValueError: an unknown member kind, weights that do not match the members, or a bad class_bias.
     """
     names = [teacher_name(cfg)]
     logits = [_logits_train_val_test(cfg, dm, teacher)]
@@ -385,8 +412,10 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
         if kind == "tfidf_lr":
             by_id, fn, reports[name] = _tfidf_member(cfg, member, dm)
         elif kind == "transformer":
-            mcfg = OmegaConf.merge(cfg, {"teacher": member})
-            mteacher = get_teacher(mcfg, dm, loggers)
+            mcfg = member_config(cfg, member)
+            L.seed_everything(mcfg.seed, workers=True)  # the member's head init and dropout follow its seed
+            # its own checkpoint dir, and no loggers: its curves would mix with the primary's under one name
+            mteacher = get_teacher(mcfg, dm, [], ckpt_subdir=f"teacher_{name}")
             by_id = _logits_train_val_test(mcfg, dm, mteacher)
             fn = _text_logits_fn(mteacher, dm.eval_batch_size)
         else:
@@ -402,14 +431,41 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
         val = [np.stack([m[i] for i in val_ids]) for m in logits]
         weights, val_f1 = tune_weights(val, dm.label_ids("val"), float(cfg.teacher.get("weight_step", 0.1)))
     weights = check_weights(list(weights), len(names)).tolist()
+    bias, bias_val_f1 = ensemble_class_bias(cfg, [np.stack([m[i] for i in val_ids]) for m in logits], weights, dm)
     test_logits = [np.stack([m[i] for i in test_ids]) for m in logits]
     y = dm.label_ids("test")
-    test = classification_metrics(y, ensemble_probs(test_logits, weights).argmax(-1).tolist(), dm.labels)
+    preds = ensemble_log_probs(test_logits, weights, class_bias=bias).argmax(-1).tolist()
+    test = classification_metrics(y, preds, dm.labels)
     members_test = {
         n: classification_metrics(y, z.argmax(-1).tolist(), dm.labels) for n, z in zip(names, test_logits, strict=True)
     }
-    log.info("Teacher ensemble %s, weights %s: test macro-F1 %.2f", names, weights, test["macro_f1"])
-    return TeacherEnsemble(names, weights, logits, text_logits, val_f1, test, members_test, reports)
+    log.info(
+        "Teacher ensemble %s, weights %s, class bias %s: test macro-F1 %.2f", names, weights, bias, test["macro_f1"]
+    )
+    return TeacherEnsemble(names, weights, logits, text_logits, val_f1, test, members_test, reports, bias, bias_val_f1)
+
+
+def ensemble_class_bias(cfg: DictConfig, val_logits: list, weights, dm) -> tuple[list[float] | None, float | None]:
+    """``cfg.teacher.class_bias``: null (none), ``tune`` (:func:`tune_class_bias` on the weighted
+    ensemble's validation log-probabilities) or C floats; returns ``(offsets or None, tuned val macro-F1)``.
+
+    Raises:
+        ValueError: another string, or a list whose length is not the number of classes.
+    """
+    spec = cfg.teacher.get("class_bias")
+    if spec is None:
+        return None, None
+    if spec == "tune":
+        z = ensemble_log_probs(val_logits, weights)
+        return tune_class_bias(z, dm.label_ids("val"), float(cfg.teacher.get("class_bias_step", 0.05)))
+    if isinstance(spec, str):
+        raise ValueError(f"teacher.class_bias={spec!r}: expected null, 'tune' or {len(dm.labels)} floats")
+    bias = [float(x) for x in spec]
+    if len(bias) != len(dm.labels):
+        raise ValueError(
+            f"teacher.class_bias has {len(bias)} values for the {len(dm.labels)} classes {list(dm.labels)}"
+        )
+    return bias, None
 
 
 def build_transfer(cfg: DictConfig, dm, teacher: TeacherResult) -> TransferSet | None:
@@ -443,7 +499,9 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
     return {
         **({"task": dm.task} if dm.task != "classification" else {}),
         "teacher": teacher.cache_dir.name,
-        "ensemble": {k: resolved.get(k) for k in ENSEMBLE_KEYS},
+        "ensemble": {
+            k: resolved.get(k) for k in ENSEMBLE_KEYS if k not in OPTIONAL_ENSEMBLE_KEYS or resolved.get(k) is not None
+        },
         "student": OmegaConf.to_container(cfg.student, resolve=True),
         "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
         "data": teacher_key["data"],
@@ -696,6 +754,8 @@ def run(cfg: DictConfig) -> dict:
                 "members": ensemble.names,
                 "weights": ensemble.weights,
                 "weights_tuned_val_macro_f1": ensemble.val_macro_f1,
+                "class_bias": ensemble.class_bias,
+                "class_bias_tuned_val_macro_f1": ensemble.class_bias_val_macro_f1,
                 "members_test": ensemble.members_test,
                 "tfidf": ensemble.tfidf_reports,
             }
