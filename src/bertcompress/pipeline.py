@@ -44,7 +44,7 @@ from bertcompress.metrics import classification_metrics, headline_metric, task_m
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.models.student_builder import build_student
-from bertcompress.models.students import HFStudent
+from bertcompress.models.students import HFStudent, fold_class_bias
 from bertcompress.report.tracking import log_results
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
 from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
@@ -502,7 +502,12 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         "ensemble": {
             k: resolved.get(k) for k in ENSEMBLE_KEYS if k not in OPTIONAL_ENSEMBLE_KEYS or resolved.get(k) is not None
         },
-        "student": OmegaConf.to_container(cfg.student, resolve=True),
+        # the post-hoc class offsets are applied after the cache (student_class_bias), so not keyed
+        "student": {
+            k: v
+            for k, v in OmegaConf.to_container(cfg.student, resolve=True).items()
+            if k not in ("class_bias", "class_bias_step")
+        },
         "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
         "data": teacher_key["data"],
         "max_length": dm.max_length,
@@ -543,6 +548,7 @@ def run_student(
         log.info("Student cache hit: %s (trained %.0f s)", cache_dir, meta["block"]["train_time_s"])
         module = DistillStudent(bundle.module, dm.labels, loss, kd=bool(s.kd))
         dm.set_encoder(bundle.encoder)
+        meta["block"]["class_bias"] = student_class_bias(cfg, bundle.module, bundle.encoder, dm)
         test = evaluate(module, dm, cfg, loggers)
         return bundle, {**meta["block"], "test": test, "cache_hit": True, "cache_dir": str(cache_dir)}
     extra, logit_cache = [], None
@@ -591,6 +597,8 @@ def run_student(
         train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
     finally:
         dm.set_transfer(None)  # the transfer set is for distillation only
+    state = {k: v.detach().clone() for k, v in bundle.module.state_dict().items()}  # cached without the offsets
+    class_bias = student_class_bias(cfg, bundle.module, bundle.encoder, dm)
     test = evaluate(module, dm, cfg, loggers)
     block = {
         "name": s.name,
@@ -610,9 +618,42 @@ def run_student(
     }
     if cfg.get("use_student_cache", True) and not cfg.trainer.get("fast_dev_run"):
         with atomic_dir(cache_dir) as tmp:
-            torch.save(bundle.module.state_dict(), tmp / "student.pt")
+            torch.save(state, tmp / "student.pt")
             atomic_write_json(tmp / STUDENT_META, {"key": key, "block": block})
-    return bundle, {**block, "test": test, "cache_hit": False, "cache_dir": str(cache_dir)}
+    return bundle, {**block, "class_bias": class_bias, "test": test, "cache_hit": False, "cache_dir": str(cache_dir)}
+
+
+def student_class_bias(cfg: DictConfig, model: torch.nn.Module, encoder, dm) -> dict | None:
+    """``student.class_bias``: null (off) or ``tune``: per-class offsets on the trained student's logits,
+    tuned on validation macro-F1 (:func:`tune_class_bias`) and folded into its logit layer's bias
+    (:func:`fold_class_bias`), so the test figures, the compression and the artifact all use them. The
+    student cache keeps the weights without offsets, so this choice does not re-train a student.
+
+    Returns:
+        ``{"offsets", "val_macro_f1_before", "val_macro_f1", "layers"}`` or None when off.
+
+    Raises:
+        ValueError: another value, or ``task=ner``.
+    """
+    spec = cfg.student.get("class_bias")
+    if spec is None:
+        return None
+    if spec != "tune" or dm.task != "classification":
+        raise ValueError(
+            f"student.class_bias={spec!r} (task={dm.task}): expected null or 'tune', for text classification"
+        )
+    model.eval()
+    logits = []
+    with torch.no_grad():
+        for batch in dm.loader("val", encoder):
+            logits.append(model(batch).float())
+    z = torch.cat(logits).numpy()
+    y = dm.label_ids("val")
+    before = classification_metrics(y, z.argmax(-1).tolist(), dm.labels)["macro_f1"]
+    offsets, after = tune_class_bias(z, y, float(cfg.student.get("class_bias_step", 0.05)))
+    layers = fold_class_bias(model, offsets)
+    log.info("Student class bias %s (val macro-F1 %.2f -> %.2f), folded into %s", offsets, before, after, layers)
+    return {"offsets": offsets, "val_macro_f1_before": before, "val_macro_f1": after, "layers": layers}
 
 
 def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
