@@ -198,6 +198,7 @@ def test_transformer_member_with_a_seed_and_tuned_class_bias_runs_end_to_end(tmp
     assert ens["class_bias_tuned_val_macro_f1"] >= ens["weights_tuned_val_macro_f1"] - 1e-9
 
 
+@requires_ubmec
 def test_member_and_class_bias_keys(tmp_path):
     """A seeded member is keyed like a plain run with that seed on the job's split; class_bias joins a
     student's key only when set (students cached before it existed keep their keys)."""
