@@ -79,10 +79,12 @@ def test_class_bias_tuning_restores_an_under_predicted_class():
 def test_soft_targets_with_class_bias_match_a_hand_computation():
     z1, z2 = np.array([[2.0, 0.0, -1.0]]), np.array([[0.0, 1.0, 0.0]])
     t, w, b = 2.0, (0.5, 0.5), np.array([0.3, -0.1, -0.2])
-    p = ensemble_probs([z1, z2], w, t)[0] * np.exp(b)
+    p = ensemble_probs([z1, z2], w, t)[0] * np.exp(b / t)
     soft = ensemble_soft_logits([z1, z2], w, t, b)
-    # softmax at T of the soft logits is p̄ · exp(b), renormalised; the prediction is argmax(log p̄ + b)
+    # softmax at T of the soft logits is p̄_T · exp(b / T), renormalised: the temperature softens the
+    # offsets (logit units) as it softens the logits; the prediction is argmax(log p̄ + b)
     assert np.allclose(torch.softmax(torch.from_numpy(soft) / t, -1).numpy()[0], p / p.sum(), atol=1e-6)
+    assert np.allclose(ensemble_soft_logits([z1, z2], w, 1.0, b), ensemble_log_probs([z1, z2], w, 1.0, b))
     assert np.allclose(ensemble_log_probs([z1, z2], w, t, b)[0], np.log(ensemble_probs([z1, z2], w, t)[0]) + b)
     with pytest.raises(ValueError, match="2 values for 3 classes"):
         ensemble_log_probs([z1, z2], w, class_bias=[0.1, 0.2])

@@ -501,7 +501,9 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         "teacher": teacher.cache_dir.name,
         "ensemble": {
             k: resolved.get(k) for k in ENSEMBLE_KEYS if k not in OPTIONAL_ENSEMBLE_KEYS or resolved.get(k) is not None
-        },
+        }
+        # soft targets p̄_T·exp(b/T); students distilled from the first version, p̄_T·exp(b), are not reused
+        | ({"class_bias_soft_targets": "b/T"} if resolved.get("class_bias") is not None else {}),
         # the post-hoc class offsets are applied after the cache (student_class_bias), so not keyed
         "student": {
             k: v

@@ -12,8 +12,8 @@ Optionally the ensemble's decision rule is tuned for macro-F1 as well: per-class
 maximises accuracy, not macro-F1, which rewards recall on the small classes; shifting the per-class
 thresholds is the standard fix (Lipton et al. 2014, "Thresholding Classifiers to Maximize F1 Score",
 https://arxiv.org/abs/1402.1892; the additive log-prior form is the logit adjustment of Menon et al. 2021,
-https://arxiv.org/abs/2007.07314). The soft targets then carry the same shift, so the student learns the
-tuned decision rule.
+https://arxiv.org/abs/2007.07314). The soft targets then carry the same shift, softened by the temperature
+like the logits (``p̄_T · exp(b / T)``), so the student learns the tuned decision rule.
 
 TF-IDF + LR nearly memorises its own training texts, so its soft targets on the training split are
 out-of-fold (k-fold cross-fitting); on other texts it is the model fitted on the whole training split.
@@ -62,18 +62,26 @@ def ensemble_log_probs(logits, weights, temperature: float = 1.0, class_bias: Se
     """``log p̄ + b`` (N, C): the ensemble's log-probabilities at ``temperature`` plus the per-class offsets
     ``class_bias`` (C,) of :func:`tune_class_bias` (none: 0). Its argmax is the ensemble's prediction."""
     z = np.log(np.clip(ensemble_probs(logits, weights, temperature), EPS, 1.0))
-    if class_bias is not None:
-        b = np.asarray(class_bias, dtype=np.float64)
-        if b.shape != (z.shape[1],):
-            raise ValueError(f"teacher.class_bias has {b.size} values for {z.shape[1]} classes")
-        z = z + b
-    return z
+    return z if class_bias is None else z + check_class_bias(class_bias, z.shape[1])
+
+
+def check_class_bias(class_bias: Sequence[float], n_classes: int) -> np.ndarray:
+    """The offsets as a (C,) float64 array. Raises ValueError for a count other than ``n_classes``."""
+    b = np.asarray(class_bias, dtype=np.float64)
+    if b.shape != (n_classes,):
+        raise ValueError(f"teacher.class_bias has {b.size} values for {n_classes} classes")
+    return b
 
 
 def ensemble_soft_logits(logits, weights, temperature: float, class_bias: Sequence[float] | None = None) -> np.ndarray:
-    """Logits whose softmax at ``temperature`` is the weighted ensemble distribution, shifted by the
-    per-class offsets: ``T · (log p̄ + b)`` (N, C); softmax at T gives ``p̄ · exp(b)``, renormalised."""
-    return (temperature * ensemble_log_probs(logits, weights, temperature, class_bias)).astype(np.float32)
+    """Logits whose softmax at ``temperature`` is the weighted ensemble distribution ``p̄_T``, shifted by
+    the per-class offsets: ``T · log p̄_T + b`` (N, C). Softmax at T gives ``p̄_T · exp(b / T)``,
+    renormalised: the offsets are in logit units (tuned at T = 1), so the temperature softens them
+    as it softens the logits. At T = 1 the soft targets' argmax is the ensemble's prediction."""
+    z = temperature * ensemble_log_probs(logits, weights, temperature)
+    if class_bias is not None:
+        z = z + check_class_bias(class_bias, z.shape[1])
+    return z.astype(np.float32)
 
 
 def tune_weights(logits: Sequence[np.ndarray], labels: Sequence[int], step: float = 0.1) -> tuple[list[float], float]:
