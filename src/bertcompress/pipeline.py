@@ -39,7 +39,7 @@ from bertcompress.distill.multi_teacher import (
     tune_class_bias,
     tune_weights,
 )
-from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCache
+from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCache, predict_logits
 from bertcompress.metrics import classification_metrics, headline_metric, task_metrics
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
@@ -71,6 +71,8 @@ class TeacherResult:
 ENSEMBLE_KEYS = ("members", "weights", "weight_step", "primary", "class_bias", "class_bias_step")
 # of those, the keys that join a student's cache key only when set (students cached before they existed)
 OPTIONAL_ENSEMBLE_KEYS = ("class_bias", "class_bias_step")
+# keys of a student config applied after the student cache (student_class_bias), so not in its key
+STUDENT_POSTHOC_KEYS = ("class_bias", "class_bias_step")
 # keys of a transformer member's config that are not teacher hyper-parameters (``seed`` keys it as the seed)
 MEMBER_KEYS = ("kind", "seed")
 
@@ -373,8 +375,6 @@ def _text_logits_fn(t: TeacherResult, batch_size: int):
     """``texts -> (N, C)`` logits of a fine-tuned transformer teacher (texts with no corpus id)."""
 
     def fn(texts):
-        from bertcompress.distill.soft_targets import predict_logits
-
         ds = EncodedDataset(list(range(len(texts))), t.encoder(texts), [-100] * len(texts))
         return predict_logits(t.module, ds, t.encoder.tokenizer, batch_size, "member logits")[1].numpy()
 
@@ -395,7 +395,7 @@ def member_config(cfg: DictConfig, member: DictConfig) -> DictConfig:
     return mcfg
 
 
-def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers: list) -> TeacherEnsemble:
+def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult) -> TeacherEnsemble:
     """The primary teacher plus ``cfg.teacher.members`` (``tfidf_lr`` or full transformer teacher configs,
     each with an optional ``seed``), weights from ``cfg.teacher.weights`` or tuned on validation macro-F1,
     optional per-class offsets (``cfg.teacher.class_bias``: null, ``tune`` or C floats), and the
@@ -426,12 +426,12 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult, loggers:
     dm.set_encoder(teacher.encoder)
     val_ids, test_ids = dm.ids("val"), dm.ids("test")
     weights = cfg.teacher.get("weights", "tune")
+    val_logits = [np.stack([m[i] for i in val_ids]) for m in logits]
     val_f1 = None
     if weights == "tune":
-        val = [np.stack([m[i] for i in val_ids]) for m in logits]
-        weights, val_f1 = tune_weights(val, dm.label_ids("val"), float(cfg.teacher.get("weight_step", 0.1)))
+        weights, val_f1 = tune_weights(val_logits, dm.label_ids("val"), float(cfg.teacher.get("weight_step", 0.1)))
     weights = check_weights(list(weights), len(names)).tolist()
-    bias, bias_val_f1 = ensemble_class_bias(cfg, [np.stack([m[i] for i in val_ids]) for m in logits], weights, dm)
+    bias, bias_val_f1 = ensemble_class_bias(cfg, val_logits, weights, dm)
     test_logits = [np.stack([m[i] for i in test_ids]) for m in logits]
     y = dm.label_ids("test")
     preds = ensemble_log_probs(test_logits, weights, class_bias=bias).argmax(-1).tolist()
@@ -504,11 +504,8 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         }
         # soft targets p̄_T·exp(b/T); students distilled from the first version, p̄_T·exp(b), are not reused
         | ({"class_bias_soft_targets": "b/T"} if resolved.get("class_bias") is not None else {}),
-        # the post-hoc class offsets are applied after the cache (student_class_bias), so not keyed
         "student": {
-            k: v
-            for k, v in OmegaConf.to_container(cfg.student, resolve=True).items()
-            if k not in ("class_bias", "class_bias_step")
+            k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items() if k not in STUDENT_POSTHOC_KEYS
         },
         "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
         "data": teacher_key["data"],
@@ -644,12 +641,8 @@ def student_class_bias(cfg: DictConfig, model: torch.nn.Module, encoder, dm) -> 
         raise ValueError(
             f"student.class_bias={spec!r} (task={dm.task}): expected null or 'tune', for text classification"
         )
-    model.eval()
-    logits = []
-    with torch.no_grad():
-        for batch in dm.loader("val", encoder):
-            logits.append(model(batch).float())
-    z = torch.cat(logits).numpy()
+    val = dm.dataset("val", encoder)
+    z = predict_logits(model, val, None, dm.eval_batch_size, "student val logits", dm.collator(encoder))[1].numpy()
     y = dm.label_ids("val")
     before = classification_metrics(y, z.argmax(-1).tolist(), dm.labels)["macro_f1"]
     offsets, after = tune_class_bias(z, y, float(cfg.student.get("class_bias_step", 0.05)))
@@ -789,7 +782,7 @@ def run(cfg: DictConfig) -> dict:
         }
         ensemble = None
         if cfg.teacher.get("members"):
-            ensemble = build_teacher_ensemble(cfg, dm, teacher, loggers)
+            ensemble = build_teacher_ensemble(cfg, dm, teacher)
             results["teacher"]["primary_test"] = teacher_test
             teacher_test = ensemble.test  # the ensemble is "the teacher": retention is against it
             results["teacher"]["test"] = teacher_test
