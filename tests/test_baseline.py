@@ -38,11 +38,37 @@ def test_tfidf_lr_round_trips_through_disk(tmp_path, ubmec_texts):
     assert params["non_embedding"] == 6 * params["embedding"] + 6  # coef (C x n-grams) + intercepts
 
 
+def test_subword_tfidf_lr_counts_token_ids_and_ships_its_tokenizer(tmp_path, ubmec_texts, tiny_tokenizer_dir):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    source = shutil.copytree(tiny_tokenizer_dir, tmp_path / "tok")
+    model, texts = _fitted(ubmec_texts, analyzer="subword", tokenizer=str(source), ngram_range=(1, 2), min_df=1)
+    vocab = model.pipeline[0].vocabulary_
+    tok = AutoTokenizer.from_pretrained(source)
+    first = tok(texts[0], add_special_tokens=False)["input_ids"]
+    # the features are subword ids and their bigrams, without [CLS]/[SEP]
+    assert str(first[0]) in vocab and f"{first[0]} {first[1]}" in vocab
+    assert str(tok.cls_token_id) not in vocab and all(k.replace(" ", "").isdigit() for k in vocab)
+    before = model.predict_proba(texts[:20])
+    model.save(tmp_path / "subword")
+    shutil.rmtree(source)  # the artifact carries its own tokenizer
+    loaded = TfidfLR.load(tmp_path / "subword")
+    assert np.array_equal(loaded.predict_proba(texts[:20]), before)
+    assert loaded.params == model.params and loaded.params["tokenizer"] == str(source)
+    shutil.rmtree(tmp_path / "subword" / "tokenizer")
+    with pytest.raises(FileNotFoundError, match="tokenizer/ dir"):
+        TfidfLR.load(tmp_path / "subword")
+
+
 def test_tfidf_lr_bad_input_is_rejected(ubmec_texts):
     with pytest.raises(ValueError, match="analyzer"):
         TfidfLR(analyzer="bytes")
     with pytest.raises(ValueError, match="ngram_range"):
         TfidfLR(ngram_range=(5, 2))
+    with pytest.raises(ValueError, match="needs a tokenizer"):
+        TfidfLR(analyzer="subword")
     with pytest.raises(ValueError, match=r"\['surprise'\] have no training text"):
         TfidfLR().fit(ubmec_texts[:10], [0, 1, 2, 3, 4] * 2, LABELS)
     with pytest.raises(FileNotFoundError, match="not a tfidf_lr artifact"):

@@ -14,7 +14,7 @@ from bertcompress.pipeline import run
 from tests.conftest import CONF_DIR, compose, requires_ubmec
 
 STUDENTS = sorted(p.stem for p in (CONF_DIR / "student").glob("*.yaml") if p.stem != "none")
-HUB_STUDENTS = {s for s in STUDENTS if OmegaConf.load(CONF_DIR / "student" / f"{s}.yaml").kind == "hf"}
+HUB_STUDENTS = {s for s in STUDENTS if OmegaConf.load(CONF_DIR / "student" / f"{s}.yaml").get("kind") == "hf"}
 
 
 def test_soft_targets_are_aligned_by_id_not_position():
@@ -318,3 +318,61 @@ def test_truncated_student_can_keep_the_teachers_word_embeddings_frozen(freeze, 
     assert ("frozen_word_embeddings" in bundle.info) is freeze
     if freeze:
         assert bundle.info["frozen_word_embeddings"] == emb.numel()
+
+
+def test_ngram_bag_hashes_match_a_hand_computation_and_ignore_padding():
+    from bertcompress.models.students import HashedNgramBag
+
+    bag = HashedNgramBag(buckets=97, dim=4, orders=(1, 2))
+    p = bag.PRIME
+
+    def bigram(a, b):  # the formula of the docstring, in Python integers
+        return (((a % 97) * p + b) % 97 * p + 2) % 97
+
+    rows = [5 % 97, 7 % 97, 200 % 97, bigram(5, 7), bigram(7, 200)]
+    ids, mask = torch.tensor([[5, 7, 200, 0, 0]]), torch.tensor([[1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        out = bag(ids, mask)
+        assert torch.allclose(out[0], bag.table.weight[rows].mean(0), atol=1e-6)
+        assert torch.allclose(bag(ids[:, :3], mask[:, :3]), out, atol=1e-6)  # padding changes nothing
+        one = bag(torch.tensor([[5]]), torch.tensor([[1]]))  # shorter than a bigram: the unigram alone
+        assert torch.allclose(one[0], bag.table.weight[5], atol=1e-6)
+    with pytest.raises(ValueError, match="bag_orders"):
+        HashedNgramBag(buckets=97, dim=4, orders=())
+
+
+def test_cnn_bag_student_exports_to_static_int8_onnx(tmp_path, tiny_tokenizer_dir, ubmec_texts):
+    """The hashing runs inside the ONNX graph (Mod nodes) on batches of any length, and the int8
+    graph computes the fp32 student's function up to quantization noise."""
+    import numpy as np
+    import onnx
+    from transformers import AutoTokenizer
+
+    from bertcompress.compression.apply import FinalModel, compress_and_save
+    from bertcompress.compression.artifact import load_artifact
+    from bertcompress.data.datamodule import PadCollator, TextEncoder
+    from bertcompress.models.students import StaticEmbedding, cnn_student
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    emb = StaticEmbedding(torch.randn(len(tok), 16), padding_idx=tok.pad_token_id)
+    student = cnn_student(emb, 6, num_filters=8, bag_buckets=512, bag_dim=8, bag_orders=(1, 2, 3)).eval()
+    with torch.no_grad():  # a bag that matters: its features weigh in the logits
+        student.bag.table.weight.normal_(0, 1.0)
+    labels = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    final = FinalModel("cnn_bag", student, TextEncoder(tok, 256), labels)
+    texts = ubmec_texts[:40]
+    collate = PadCollator(tok)
+    ids = final.encoder(texts)
+    batches = [collate([{"input_ids": x} for x in ids[i : i + 8]]) for i in range(0, 40, 8)]
+    assert len({b["input_ids"].shape[1] for b in batches}) > 1  # the graph must take varying lengths
+    quant = {"mode": "static", "backend": "onnxruntime", "quantize_embeddings": True, "calibration_batches": 2}
+    cfg = OmegaConf.create({"name": "quant_static", "pruning": None, "quantization": {**quant, "observer": "minmax"}})
+    compress_and_save(final, cfg, tmp_path / "art", calibration_loader=batches)
+    predictor = load_artifact(tmp_path / "art")
+    graph = onnx.load(str(next((tmp_path / "art").glob("*.onnx")))).graph
+    assert any(node.op_type == "Mod" for node in graph.node)
+    with torch.no_grad():
+        fp32 = torch.cat([student(b) for b in predictor.batches(texts)]).numpy()
+    int8 = np.concatenate([predictor.logits(b) for b in predictor.batches(texts)])
+    assert int8.shape == (40, 6) and np.abs(int8 - fp32).max() < 0.25 * np.abs(fp32).max()

@@ -185,13 +185,14 @@ def test_transformer_member_with_a_seed_and_tuned_class_bias_runs_end_to_end(tmp
     )  # fmt: skip
     with open_dict(cfg):
         plain = {k: v for k, v in OmegaConf.to_container(cfg.teacher).items() if k not in ENSEMBLE_KEYS}
-        cfg.teacher.members = {"tiny_seed3": {**plain, "name": "tiny_bert", "kind": "transformer", "seed": 3}}
+        member = {**plain, "name": "tiny_bert", "kind": "transformer", "seed": 3, "max_length": 24}
+        cfg.teacher.members = {"tiny_seed3": member}
     results = run(cfg)
     ens = results["teacher"]["ensemble"]
     assert ens["members"] == ["tiny_bert", "tiny_seed3"]
-    # the member is a second fine-tune: its own seed, the job's split, cached like a plain run of it
+    # the member is a second fine-tune: its own seed and length, the job's split, cached like a plain run of it
     metas = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "teachers").glob("tiny_bert-*/*teacher.json")]
-    assert sorted(m["key"]["seed"] for m in metas) == [3, 42]
+    assert sorted((m["key"]["seed"], m["key"]["max_length"]) for m in metas) == [(3, 24), (42, 32)]
     assert metas[0]["key"]["data"] == metas[1]["key"]["data"] and metas[0]["key"]["data"]["seed"] == 42
     assert any((tmp_path / "run" / "checkpoints" / "teacher_tiny_seed3").glob("*.ckpt"))  # not the primary's dir
     bias = ens["class_bias"]
@@ -205,8 +206,9 @@ def test_member_and_class_bias_keys(tmp_path):
     """A seeded member is keyed like a plain run with that seed on the job's split; class_bias joins a
     student's key only when set (students cached before it existed keep their keys)."""
     import hydra
+    from omegaconf import OmegaConf
 
-    from bertcompress.pipeline import member_config, student_cache_key, teacher_cache_key
+    from bertcompress.pipeline import _data_max_length, member_config, student_cache_key, teacher_cache_key
 
     data = ["data.limit_train=64", "data.limit_val=32", "data.limit_test=32"]
     grid_best = ["teacher=me5_small", "teacher.module.optimizer.lr=1e-4", "+teacher.module.layer_lr_decay=0.85"]
@@ -219,6 +221,15 @@ def test_member_and_class_bias_keys(tmp_path):
     assert teacher_cache_key(cfg, dm) == teacher_cache_key(plain, dm)  # the primary is the grid's teacher
     assert teacher_cache_key(member_config(cfg, cfg.teacher.members.me5_seed7), dm) == teacher_cache_key(seeded, dm)
     assert teacher_cache_key(seeded, dm) != teacher_cache_key(plain, dm)
+    # a member with its own max_length is keyed like a plain run with that data.max_length
+    long = compose([*grid_best, *data, "data.max_length=128"], tmp_path)
+    dm_long = hydra.utils.instantiate(long.data)
+    dm_long.prepare_data()
+    dm_long.setup()
+    member = OmegaConf.create({**OmegaConf.to_container(cfg.teacher.members.me5_seed7), "seed": 42, "max_length": 128})
+    with _data_max_length(dm, member_config(cfg, member).data.max_length):
+        assert teacher_cache_key(member_config(cfg, member), dm) == teacher_cache_key(long, dm_long)
+    assert dm.max_length == 64 and teacher_cache_key(long, dm_long) != teacher_cache_key(plain, dm)
 
     class Primary:  # student_cache_key reads only the primary's cache dir name
         cache_dir = tmp_path / "teachers" / "me5_small-x"

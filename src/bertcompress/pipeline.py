@@ -6,6 +6,7 @@ plug in after :func:`get_teacher`, which returns the fine-tuned teacher and its 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
@@ -73,8 +74,9 @@ ENSEMBLE_KEYS = ("members", "weights", "weight_step", "primary", "class_bias", "
 OPTIONAL_ENSEMBLE_KEYS = ("class_bias", "class_bias_step")
 # keys of a student config applied after the student cache (student_class_bias), so not in its key
 STUDENT_POSTHOC_KEYS = ("class_bias", "class_bias_step")
-# keys of a transformer member's config that are not teacher hyper-parameters (``seed`` keys it as the seed)
-MEMBER_KEYS = ("kind", "seed")
+# keys of a transformer member's config that are not teacher hyper-parameters (``seed`` keys it as the
+# seed, ``max_length`` as the data's truncation length)
+MEMBER_KEYS = ("kind", "seed", "max_length")
 
 
 def teacher_name(cfg: DictConfig) -> str:
@@ -383,16 +385,30 @@ def _text_logits_fn(t: TeacherResult, batch_size: int):
 
 def member_config(cfg: DictConfig, member: DictConfig) -> DictConfig:
     """The job config of a transformer member: ``cfg`` with ``teacher`` replaced by the member's teacher
-    config (minus ``kind``/``seed``) and ``seed`` set to the member's ``seed`` (default: ``cfg.seed``). The
-    data split stays the job's, so the member is keyed (and cached) like a plain run of that teacher with
-    ``seed=<member seed> data.seed=<job seed>``."""
+    config (minus ``kind``/``seed``/``max_length``), ``seed`` set to the member's ``seed`` (default:
+    ``cfg.seed``) and ``data.max_length`` to its ``max_length`` (default: the job's). The data split stays
+    the job's, so the member is keyed (and cached) like a plain run of that teacher with
+    ``seed=<member seed> data.seed=<job seed> data.max_length=<member max_length>``."""
     mcfg = copy.deepcopy(cfg)
     with open_dict(mcfg):
         if OmegaConf.select(cfg, "data.seed") is not None:
             mcfg.data.seed = int(OmegaConf.select(cfg, "data.seed"))  # the job's validation carve
         mcfg.teacher = OmegaConf.create({k: v for k, v in member.items() if k not in MEMBER_KEYS})
         mcfg.seed = int(member.get("seed", cfg.seed))
+        if member.get("max_length") is not None:
+            mcfg.data.max_length = int(member.max_length)
     return mcfg
+
+
+@contextlib.contextmanager
+def _data_max_length(dm, max_length: int):
+    """Truncate ``dm``'s texts at ``max_length`` tokens inside the block (a member's own length)."""
+    before = dm.max_length
+    dm.max_length = int(max_length)
+    try:
+        yield dm
+    finally:
+        dm.max_length = before
 
 
 def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult) -> TeacherEnsemble:
@@ -415,8 +431,9 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult) -> Teach
             mcfg = member_config(cfg, member)
             L.seed_everything(mcfg.seed, workers=True)  # the member's head init and dropout follow its seed
             # its own checkpoint dir, and no loggers: its curves would mix with the primary's under one name
-            mteacher = get_teacher(mcfg, dm, [], ckpt_subdir=f"teacher_{name}")
-            by_id = _logits_train_val_test(mcfg, dm, mteacher)
+            with _data_max_length(dm, OmegaConf.select(mcfg, "data.max_length") or dm.max_length):
+                mteacher = get_teacher(mcfg, dm, [], ckpt_subdir=f"teacher_{name}")
+                by_id = _logits_train_val_test(mcfg, dm, mteacher)
             fn = _text_logits_fn(mteacher, dm.eval_batch_size)
         else:
             raise ValueError(f"teacher.members.{name}.kind={kind!r}: expected 'transformer' or 'tfidf_lr'")

@@ -9,7 +9,8 @@ Sources:
   (arXiv:1910.01108);
 - BiLSTM student: Tang et al. 2019 (arXiv:1903.12136), Nityasya et al. 2022;
 - CNN student: Kim 2014, "Convolutional Neural Networks for Sentence Classification" (filters 3/4/5);
-- CNN-LSTM fusion and the shared-embedding heterogeneous ensemble: Lin et al. 2024.
+- CNN-LSTM fusion and the shared-embedding heterogeneous ensemble: Lin et al. 2024;
+- hashed bag of subword n-grams beside the CNN: fastText, Joulin et al. 2017 (arXiv:1607.01759).
 """
 
 from __future__ import annotations
@@ -158,19 +159,90 @@ class CNNLSTMEncoder(_Encoder):
         return self.lstm.features(h, mask)
 
 
-class StaticStudent(nn.Module):
-    """Static embedding -> encoder -> dropout -> linear. Batch -> logits (B, C)."""
+class HashedNgramBag(nn.Module):
+    """fastText's bag of n-grams (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification",
+    arXiv:1607.01759) over subword ids: every n-gram (n in ``orders``) is hashed into one of ``buckets``
+    rows of a table, and the rows are averaged over the text's n-grams. This is the linear bag-of-n-grams
+    signal of the TF-IDF floor, which a max-pooled CNN does not sum up. The hashing is integer tensor
+    arithmetic inside the model, so the student keeps its ``input_ids``/``attention_mask`` interface
+    (and ONNX export).
 
-    def __init__(self, embedding: StaticEmbedding, encoder: _Encoder, num_labels: int, dropout: float = 0.3):
+    Args:
+        buckets: rows of the table (the hash range).
+        dim: vector size.
+        orders: n-gram orders, e.g. ``(1, 2, 3)``.
+
+    Raises:
+        ValueError: ``buckets < 2``, ``dim < 1``, or no orders / an order < 1.
+    """
+
+    PRIME = 1_000_003
+
+    def __init__(self, buckets: int = 131072, dim: int = 64, orders: Sequence[int] = (1, 2, 3)):
+        super().__init__()
+        orders = tuple(int(n) for n in orders)
+        if int(buckets) < 2 or int(dim) < 1 or not orders or min(orders) < 1:
+            raise ValueError(
+                f"student.model: bag_buckets={buckets} (>= 2), bag_dim={dim} (>= 1) and bag_orders={list(orders)} "
+                "(n-gram orders >= 1) are required for the n-gram bag"
+            )
+        self.buckets, self.dim, self.orders = int(buckets), int(dim), orders
+        self.table = nn.Embedding(self.buckets, self.dim)
+        nn.init.uniform_(self.table.weight, -1.0 / self.dim, 1.0 / self.dim)  # fastText's initialisation
+
+    def ngram_hashes(self, input_ids: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bucket ids (B, T-n+1) of the n-grams starting at each position, and their validity (B, T-n+1):
+        1 where all n tokens are real (not padding). Slices use negative stops, so ONNX keeps T dynamic."""
+        windows = [input_ids[:, k : -(n - 1 - k) or None] for k in range(n)]
+        masks = [mask[:, k : -(n - 1 - k) or None] for k in range(n)]
+        h = windows[0] % self.buckets
+        valid = masks[0].to(torch.float32)
+        for w, m in zip(windows[1:], masks[1:], strict=True):
+            h = (h * self.PRIME + w) % self.buckets
+            valid = valid * m.to(torch.float32)
+        if n > 1:  # the order salts the hash, so a bigram does not share its bucket pattern with unigrams
+            h = (h * self.PRIME + n) % self.buckets
+        return h, valid
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) int64 ids and (B, T) mask -> (B, dim) float: the mean vector of the valid n-grams."""
+        total = torch.zeros(input_ids.shape[0], self.dim, dtype=self.table.weight.dtype, device=input_ids.device)
+        count = torch.zeros(input_ids.shape[0], 1, dtype=total.dtype, device=input_ids.device)
+        for n in self.orders:
+            h, valid = self.ngram_hashes(input_ids, mask, n)
+            total = total + (self.table(h) * valid.unsqueeze(-1).to(total.dtype)).sum(1)
+            count = count + valid.sum(1, keepdim=True).to(total.dtype)
+        return total / count.clamp_min(1.0)
+
+
+class StaticStudent(nn.Module):
+    """Static embedding -> encoder -> dropout -> linear. Batch -> logits (B, C).
+
+    With ``bag`` (a :class:`HashedNgramBag`), its (B, bag.dim) vector is concatenated to the encoder's
+    features before the dropout and the classifier.
+    """
+
+    def __init__(
+        self,
+        embedding: StaticEmbedding,
+        encoder: _Encoder,
+        num_labels: int,
+        dropout: float = 0.3,
+        bag: HashedNgramBag | None = None,
+    ):
         super().__init__()
         self.embedding = embedding
         self.encoder = encoder
+        self.bag = bag
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(encoder.out_dim, num_labels)
+        self.classifier = nn.Linear(encoder.out_dim + (bag.dim if bag is not None else 0), num_labels)
 
     def forward(self, batch: dict) -> torch.Tensor:
         mask = batch["attention_mask"]
-        return self.classifier(self.dropout(self.encoder.features(self.embedding(batch["input_ids"]), mask)))
+        features = self.encoder.features(self.embedding(batch["input_ids"]), mask)
+        if self.bag is not None:
+            features = torch.cat([features, self.bag(batch["input_ids"], mask)], dim=-1)
+        return self.classifier(self.dropout(features))
 
 
 class BiLSTMTagger(nn.Module):
@@ -210,9 +282,15 @@ def cnn_student(
     num_filters: int = 128,
     kernel_sizes: Sequence[int] = (3, 4, 5),
     dropout: float = 0.3,
+    bag_buckets: int = 0,
+    bag_dim: int = 64,
+    bag_orders: Sequence[int] = (1, 2, 3),
 ):
-    """Kim CNN student (filters 3/4/5)."""
-    return StaticStudent(embedding, KimCNNEncoder(embedding.dim, num_filters, kernel_sizes), num_labels, dropout)
+    """Kim CNN student (filters 3/4/5); with ``bag_buckets > 0`` a :class:`HashedNgramBag` (fastText) of
+    ``bag_buckets`` x ``bag_dim`` params beside it (``student=cnn_bag``)."""
+    bag = HashedNgramBag(bag_buckets, bag_dim, bag_orders) if bag_buckets else None
+    encoder = KimCNNEncoder(embedding.dim, num_filters, kernel_sizes)
+    return StaticStudent(embedding, encoder, num_labels, dropout, bag=bag)
 
 
 def cnn_lstm_student(
