@@ -121,7 +121,8 @@ class TfidfLR:
         """The vectorizer's input: the texts, or for ``analyzer=subword`` their subword ids joined by spaces."""
         if self.params["analyzer"] != "subword":
             return list(texts)
-        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        # whole texts: the vectorizer has no length limit (verbose=False: no "longer than 512" warning)
+        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
         return [" ".join(map(str, row)) for row in ids]
 
     def fit(self, texts: Sequence[str], labels: Sequence[int], label_names: Sequence[str]) -> TfidfLR:
