@@ -376,3 +376,21 @@ def test_cnn_bag_student_exports_to_static_int8_onnx(tmp_path, tiny_tokenizer_di
         fp32 = torch.cat([student(b) for b in predictor.batches(texts)]).numpy()
     int8 = np.concatenate([predictor.logits(b) for b in predictor.batches(texts)])
     assert int8.shape == (40, 6) and np.abs(int8 - fp32).max() < 0.25 * np.abs(fp32).max()
+
+
+def test_cnn_bag_student_runs_with_its_table_quantized_by_torch_ao():
+    """compression=quant with quantize_embeddings: the bag's table becomes a quantized embedding (whose
+    ``weight`` is a method, not a tensor) and the student still computes the fp32 function closely."""
+    import copy
+
+    from bertcompress.compression.quantization import quantize_torch
+    from bertcompress.models.students import StaticEmbedding, cnn_student
+
+    torch.manual_seed(0)
+    student = cnn_student(StaticEmbedding(torch.randn(2000, 16)), 6, num_filters=8, bag_buckets=4096, bag_dim=8)
+    batch = {"input_ids": torch.randint(0, 2000, (4, 20)), "attention_mask": torch.ones(4, 20, dtype=torch.long)}
+    with torch.no_grad():
+        fp32 = student.eval()(batch)
+        quantized, report = quantize_torch(copy.deepcopy(student), "dynamic", "torch_ao", quantize_embeddings=True)
+        assert report["quantized_modules"]["Embedding"] == 2  # the word table and the n-gram table
+        assert (quantized(batch) - fp32).abs().max() < 0.05

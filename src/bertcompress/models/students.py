@@ -206,13 +206,13 @@ class HashedNgramBag(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T) int64 ids and (B, T) mask -> (B, dim) float: the mean vector of the valid n-grams."""
-        total = torch.zeros(input_ids.shape[0], self.dim, dtype=self.table.weight.dtype, device=input_ids.device)
-        count = torch.zeros(input_ids.shape[0], 1, dtype=total.dtype, device=input_ids.device)
+        total, count = 0.0, 0.0  # tensors after the first order; the table may be a quantized module
         for n in self.orders:
             h, valid = self.ngram_hashes(input_ids, mask, n)
-            total = total + (self.table(h) * valid.unsqueeze(-1).to(total.dtype)).sum(1)
-            count = count + valid.sum(1, keepdim=True).to(total.dtype)
-        return total / count.clamp_min(1.0)
+            vectors = self.table(h)  # (B, T-n+1, dim)
+            total = total + (vectors * valid.unsqueeze(-1).to(vectors.dtype)).sum(1)
+            count = count + valid.sum(1, keepdim=True)
+        return total / count.clamp_min(1.0).to(total.dtype)
 
 
 class StaticStudent(nn.Module):
