@@ -261,9 +261,12 @@ def _fit_best(
     for lg in loggers:
         # WandbLogger(log_model=True) keeps a weak proxy to this fit's ModelCheckpoint and scans it again
         # when a later trainer (the test one) finalizes; the checkpoints were logged when this fit ended,
-        # so drop the proxy before the callback is garbage-collected (else: ReferenceError)
+        # so drop the proxy before the callback is garbage-collected (else: ReferenceError, whenever the
+        # collector runs in between). Older Lightning keeps one (_checkpoint_callback), 2.6 a dict of them.
         if hasattr(lg, "_checkpoint_callback"):
             lg._checkpoint_callback = None
+        if isinstance(getattr(lg, "_checkpoint_callbacks", None), dict):
+            lg._checkpoint_callbacks.clear()
     best = _best_state(trainer)
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
