@@ -168,7 +168,7 @@ class HashedNgramBag(nn.Module):
     (and ONNX export).
 
     Args:
-        buckets: rows of the table (the hash range).
+        buckets: rows of the table (the hash range); the table holds buckets x dim params.
         dim: vector size.
         orders: n-gram orders, e.g. ``(1, 2, 3)``.
 
