@@ -227,8 +227,9 @@ def test_member_and_class_bias_keys(tmp_path):
     dm_long.prepare_data()
     dm_long.setup()
     member = OmegaConf.create({**OmegaConf.to_container(cfg.teacher.members.me5_seed7), "seed": 42, "max_length": 128})
-    with _data_max_length(dm, member_config(cfg, member).data.max_length):
-        assert teacher_cache_key(member_config(cfg, member), dm) == teacher_cache_key(long, dm_long)
+    mcfg = member_config(cfg, member)
+    with _data_max_length(dm, mcfg):
+        assert teacher_cache_key(mcfg, dm) == teacher_cache_key(long, dm_long)
     assert dm.max_length == 64 and teacher_cache_key(long, dm_long) != teacher_cache_key(plain, dm)
 
     class Primary:  # student_cache_key reads only the primary's cache dir name

@@ -404,10 +404,11 @@ def member_config(cfg: DictConfig, member: DictConfig) -> DictConfig:
 
 
 @contextlib.contextmanager
-def _data_max_length(dm, max_length: int):
-    """Truncate ``dm``'s texts at ``max_length`` tokens inside the block (a member's own length)."""
+def _data_max_length(dm, mcfg: DictConfig):
+    """Inside the block, ``dm`` truncates texts at the member config's ``data.max_length`` (from
+    :func:`member_config`; the job's length where it has none)."""
     before = dm.max_length
-    dm.max_length = int(max_length)
+    dm.max_length = int(OmegaConf.select(mcfg, "data.max_length", default=None) or before)
     try:
         yield dm
     finally:
@@ -434,7 +435,7 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult) -> Teach
             mcfg = member_config(cfg, member)
             L.seed_everything(mcfg.seed, workers=True)  # the member's head init and dropout follow its seed
             # its own checkpoint dir, and no loggers: its curves would mix with the primary's under one name
-            with _data_max_length(dm, OmegaConf.select(mcfg, "data.max_length") or dm.max_length):
+            with _data_max_length(dm, mcfg):
                 mteacher = get_teacher(mcfg, dm, [], ckpt_subdir=f"teacher_{name}")
                 by_id = _logits_train_val_test(mcfg, dm, mteacher)
             fn = _text_logits_fn(mteacher, dm.eval_batch_size)

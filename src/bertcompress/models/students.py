@@ -238,8 +238,12 @@ class StaticStudent(nn.Module):
         self.classifier = nn.Linear(encoder.out_dim + (bag.dim if bag is not None else 0), num_labels)
 
     def forward(self, batch: dict) -> torch.Tensor:
+        return self.logits(self.embedding(batch["input_ids"]), batch)
+
+    def logits(self, emb: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Logits (B, C) from looked-up embeddings (B, T, D) (shared ones, in an :class:`EnsembleStudent`)."""
         mask = batch["attention_mask"]
-        features = self.encoder.features(self.embedding(batch["input_ids"]), mask)
+        features = self.encoder.features(emb, mask)
         if self.bag is not None:
             features = torch.cat([features, self.bag(batch["input_ids"], mask)], dim=-1)
         return self.classifier(self.dropout(features))
@@ -327,9 +331,8 @@ class EnsembleStudent(nn.Module):
 
     def member_logits(self, batch: dict) -> torch.Tensor:
         """(M, B, C): each member's logits, from one shared embedding lookup."""
-        mask = batch["attention_mask"]
         emb = self.embedding(batch["input_ids"])
-        return torch.stack([m.classifier(m.dropout(m.encoder.features(emb, mask))) for m in self.members])
+        return torch.stack([m.logits(emb, batch) for m in self.members])
 
     def forward(self, batch: dict) -> torch.Tensor:
         return torch.einsum("m,mbc->bc", self.weights(), self.member_logits(batch))

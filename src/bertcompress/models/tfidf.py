@@ -201,13 +201,11 @@ class TfidfLR:
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a tfidf_lr artifact: it has no {name}")
         manifest = json.loads((path / MANIFEST).read_text())
-        params = dict(manifest["params"])
-        if params.get("analyzer") == "subword":
+        obj = cls(**manifest["params"])
+        if obj.params["analyzer"] == "subword":
             if not (path / TOKENIZER_DIR).is_dir():
                 raise FileNotFoundError(f"{path}: a subword tfidf_lr artifact needs its {TOKENIZER_DIR}/ dir")
-            params["tokenizer"] = str(path / TOKENIZER_DIR)
-        obj = cls(**params)
+            obj._tokenizer_source = path / TOKENIZER_DIR  # params keep the tokenizer as configured
         obj.pipeline = pickle.loads((path / WEIGHTS).read_bytes())
         obj.label_names = list(manifest["label_names"])
-        obj.params = dict(manifest["params"])  # reports the tokenizer as configured; it loads from the copy
         return obj
