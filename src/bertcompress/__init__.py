@@ -48,18 +48,27 @@ def threads_per_job(threads: int) -> int:
 
 
 # overrides that never name a job dir: where things are written, how they are logged, sweep settings
-_NOT_IN_DIRNAME = ("hydra.", "hydra/", "paths.", "logger", "sweep_name", "experiment", "skip_finished", "+", "~")
+_NOT_IN_DIRNAME = ("hydra.", "hydra/", "paths.", "logger", "sweep_name", "experiment", "skip_finished")
 
 
 def job_dirname(overrides) -> str:
     """A sweep job's dir name from its overrides (``hydra.overrides.task``): the config-group choices in
     order, e.g. ``compression=prune,student=cnn``, plus a short hash of every other override (``+1a2b3c4d``)
     so that jobs differing in a hyper-parameter get distinct, stable dirs and long values never make
-    the name too long for the filesystem."""
+    the name too long for the filesystem.
+
+    An appended or forced key (``+key=v``, ``++key=v``) names the dir like ``key=v``: the teacher grid's
+    ``+teacher.module.layer_lr_decay`` axis must give each of its values its own dir. A deletion
+    (``~key``) enters the hash as written."""
     import hashlib
 
-    kept = sorted(str(o) for o in overrides if not str(o).startswith(_NOT_IN_DIRNAME))
-    choices = [o for o in kept if "." not in o.split("=", 1)[0]]
+    kept = []
+    for o in map(str, overrides):
+        key = o.lstrip("+")
+        if not key.lstrip("~").startswith(_NOT_IN_DIRNAME):
+            kept.append(key)
+    kept.sort()
+    choices = [o for o in kept if "." not in o.split("=", 1)[0] and not o.startswith("~")]
     rest = [o for o in kept if o not in choices]
     name = ",".join(choices) or "job"
     if rest:

@@ -907,11 +907,43 @@ def run(cfg: DictConfig) -> dict:
         finish_loggers(loggers)
 
 
+# the config keys that decide a job's result: a finished results.json is reused only when they match
+RESULT_KEYS = ("task", "seed", "data", "teacher", "student", "compression", "augment", "baseline")
+
+
+def config_difference(previous: dict, cfg: DictConfig) -> str | None:
+    """The first difference between a finished job's recorded config (``results.json["config"]``,
+    resolved) and ``cfg`` on :data:`RESULT_KEYS`, as ``"key: old -> new"``; None when they agree.
+    Where the job writes, logs and benchmarks is not compared, nor a key the recorded config lacks
+    whose value is now null (a key added to the configs since, with a default that changes nothing)."""
+
+    def first_diff(a, b, key: str) -> str | None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b), key=str):
+                d = first_diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{key}.{k}")
+                if d:
+                    return d
+            return None
+        if a == b or (a == "<missing>" and b is None):  # a key added since, with a null default
+            return None
+        return f"{key}: {a!r} -> {b!r}"
+
+    for key in RESULT_KEYS:
+        now = OmegaConf.select(cfg, key, default=None)
+        now = OmegaConf.to_container(now, resolve=True) if isinstance(now, DictConfig) else now
+        d = first_diff(previous.get(key), now, key)
+        if d:
+            return d
+    return None
+
+
 def run_job(cfg: DictConfig) -> dict:
     """:func:`run` for one job of a run or sweep, with resumable sweeps and recorded failures.
 
     - With ``skip_finished`` and a finished ``results.json`` already in the run dir, the job is skipped
       and that result returned (``skipped: true``): re-running a sweep redoes only what did not finish.
+      A finished result whose config differs on :data:`RESULT_KEYS` (a dir shared by two
+      configurations) is not reused: the job runs again, with a warning that names the difference.
     - When the job raises, ``results.json`` gets ``status: failed`` with the error and traceback (written
       atomically). In a multirun the sweep goes on; a single run re-raises (non-zero exit).
     """
@@ -924,8 +956,16 @@ def run_job(cfg: DictConfig) -> dict:
         except json.JSONDecodeError:
             previous = {}
         if previous.get("status") == "finished":
-            log.info("Skipping %s: %s already finished", cfg.get("run_name"), path)
-            return {**previous, "skipped": True}
+            differs = config_difference(previous.get("config") or {}, cfg)
+            if differs is None:
+                log.info("Skipping %s: %s already finished", cfg.get("run_name"), path)
+                return {**previous, "skipped": True}
+            log.warning(
+                "%s holds a finished result of another configuration (%s); running this job again and "
+                "replacing it. Give the sweep its own sweep_name to keep both.",
+                path,
+                differs,
+            )
     try:
         return run(cfg)
     except Exception as e:
