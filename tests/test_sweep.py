@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bertcompress.pipeline import metric_value
+from bertcompress import job_dirname, pipeline
+from bertcompress.pipeline import config_difference, metric_value
 from tests.conftest import CONF_DIR, DATA_DIR, ROOT, compose, requires_ubmec
 
 
@@ -162,3 +163,49 @@ def test_metric_value_reads_the_validation_figure():
     assert metric_value({"status": "failed"}, "val/macro_f1") != metric_value({"status": "failed"}, "val/macro_f1")
     with pytest.raises(KeyError, match="optimized_metric"):
         metric_value(results, "val/nonsense")
+
+
+def test_job_dirname_keeps_appended_overrides_apart():
+    """The teacher grid sweeps ``+teacher.module.layer_lr_decay``: each value needs its own job dir (the
+    old name dropped every ``+`` override, so a rerun skipped the 1.0 point as the finished 0.85 one)."""
+    grid = ["teacher=me5_small", "student=none", "data.max_length=64", "experiment=teacher_grid", "logger=csv"]
+    off, on = (job_dirname([*grid, f"+teacher.module.layer_lr_decay={v}"]) for v in ("1.0", "0.85"))
+    assert off != on and off.startswith("student=none,teacher=me5_small+")
+    assert on == job_dirname([*grid, "teacher.module.layer_lr_decay=0.85"])  # + names the dir like key=v
+    assert job_dirname([*grid, "++teacher.module.layer_lr_decay=0.85"]) == on
+    assert off != job_dirname(grid) != job_dirname([*grid, "~teacher.members.tfidf_lr"])
+    # where things are written and logged never names a dir, with or without +
+    assert job_dirname([*grid, "+paths.log_dir=/elsewhere", "logger=wandb", "+sweep_name=x"]) == job_dirname(grid)
+    assert job_dirname(["+augment=tang2019", "student=cnn"]) == "augment=tang2019,student=cnn"
+
+
+def test_config_difference_names_the_first_result_deciding_key(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = compose(["student=cnn"], tmp_path)
+    recorded = OmegaConf.to_container(cfg, resolve=True)
+    assert config_difference(recorded, cfg) is None
+    moved = {**recorded, "paths": {**recorded["paths"], "log_dir": "/elsewhere"}, "logger": None}
+    assert config_difference(moved, cfg) is None  # where it wrote or logged does not decide the result
+    epochs = compose(["student=cnn", "teacher.epochs=5"], tmp_path)
+    assert config_difference(recorded, epochs) == "teacher.epochs: 3 -> 5"
+    llrd = compose(["student=cnn", "+teacher.module.layer_lr_decay=0.85"], tmp_path)
+    assert config_difference(recorded, llrd) == "teacher.module.layer_lr_decay: '<missing>' -> 0.85"
+    # a key added to the configs since, with a null default, does not invalidate an older result
+    older = {**recorded, "student": {k: v for k, v in recorded["student"].items() if k != "class_bias"}}
+    assert cfg.student.class_bias is None and config_difference(older, cfg) is None
+
+
+def test_run_job_reuses_a_finished_result_only_for_the_same_config(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    cfg = compose(["student=cnn"], tmp_path)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True)
+    ran = []
+    monkeypatch.setattr(pipeline, "run", lambda c: ran.append(c.teacher.epochs) or {"status": "finished", "ran": True})
+    recorded = {"status": "finished", "macro_f1": 50.0, "config": OmegaConf.to_container(cfg, resolve=True)}
+    (out / "results.json").write_text(json.dumps(recorded))
+    assert pipeline.run_job(cfg)["skipped"] is True and ran == []
+    other = compose(["student=cnn", "teacher.epochs=5"], tmp_path)
+    assert pipeline.run_job(other) == {"status": "finished", "ran": True} and ran == [5]
