@@ -62,12 +62,8 @@ def job_dirname(overrides) -> str:
     (``~key``) enters the hash as written."""
     import hashlib
 
-    kept = []
-    for o in map(str, overrides):
-        key = o.lstrip("+")
-        if not key.lstrip("~").startswith(_NOT_IN_DIRNAME):
-            kept.append(key)
-    kept.sort()
+    keys = (str(o).lstrip("+") for o in overrides)
+    kept = sorted(k for k in keys if not k.lstrip("~").startswith(_NOT_IN_DIRNAME))
     choices = [o for o in kept if "." not in o.split("=", 1)[0] and not o.startswith("~")]
     rest = [o for o in kept if o not in choices]
     name = ",".join(choices) or "job"

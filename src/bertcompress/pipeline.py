@@ -48,7 +48,7 @@ from bertcompress.models.student_builder import build_student
 from bertcompress.models.students import HFStudent, fold_class_bias
 from bertcompress.report.tracking import log_results
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
-from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+from bertcompress.utils.io import atomic_dir, atomic_write_json, flatten_dict, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -917,23 +917,14 @@ def config_difference(previous: dict, cfg: DictConfig) -> str | None:
     Where the job writes, logs and benchmarks is not compared, nor a key the recorded config lacks
     whose value is now null (a key added to the configs since, with a default that changes nothing)."""
 
-    def first_diff(a, b, key: str) -> str | None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b), key=str):
-                d = first_diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{key}.{k}")
-                if d:
-                    return d
-            return None
-        if a == b or (a == "<missing>" and b is None):  # a key added since, with a null default
-            return None
-        return f"{key}: {a!r} -> {b!r}"
-
     for key in RESULT_KEYS:
         now = OmegaConf.select(cfg, key, default=None)
         now = OmegaConf.to_container(now, resolve=True) if isinstance(now, DictConfig) else now
-        d = first_diff(previous.get(key), now, key)
-        if d:
-            return d
+        old_flat, new_flat = flatten_dict({key: previous.get(key)}), flatten_dict({key: now})
+        for k in sorted(set(old_flat) | set(new_flat)):
+            a, b = old_flat.get(k, "<missing>"), new_flat.get(k, "<missing>")
+            if a != b and not (a == "<missing>" and b is None):  # a key added since, with a null default
+                return f"{k}: {a!r} -> {b!r}"
     return None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bertcompress.utils.io import stable_hash
+from bertcompress.utils.io import flatten_dict, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,6 @@ TABLES = {
     "pruning_quantization": "Pruning and quantization (Table 6): the teacher compressed",
     "combinations": "Combinations (Table 7): distilled students, pruned and/or quantized",
 }
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v if not isinstance(v, list) else json.dumps(v)
-    return out
 
 
 def table_of(student: str, compression: str, model: str = "") -> str:
@@ -64,7 +53,9 @@ def _row_from_results(path: Path, r: dict) -> dict:
     student = (r.get("student") or {}).get("name") or (cfg.get("student") or {}).get("name", "none")
     compression = (cfg.get("compression") or {}).get("name", "none")
     kd = (r.get("student") or {}).get("kd") if student != "none" else None
-    flat = {k: v for k, v in _flatten(cfg).items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)}
+    flat = {
+        k: v for k, v in flatten_dict(cfg).items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)
+    }
     model = r.get("run_name") or f"{teacher}"
     if kd is False:
         model += " (no KD)"

@@ -103,3 +103,16 @@ def stable_hash(obj: Any, length: int = 12) -> str:
     """Short hex digest of a JSON-serialisable object, independent of dict key order."""
     text = json.dumps(obj, sort_keys=True, default=_json_default, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def flatten_dict(d: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1, "c": [2]}}`` -> ``{"a.b": 1, "a.c": "[2]"}``: nested keys joined with dots,
+    lists as their JSON text (hashable, comparable)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_dict(v, key + "."))
+        else:
+            out[key] = v if not isinstance(v, list) else json.dumps(v)
+    return out
