@@ -12,6 +12,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from bertcompress.models.mean_pool import POOLINGS, MeanPoolBertForSequenceClassification, mean_pool_config
+
 
 def _metric_set(num_labels: int, prefix: str) -> MetricCollection:
     return MetricCollection(
@@ -176,11 +178,16 @@ class TeacherFinetune(ClassifierModule):
             arXiv:1801.06146; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?",
             arXiv:1905.05583; Clark et al. 2020, ELECTRA). Set it with
             ``+teacher.module.layer_lr_decay=0.9`` (absent from the configs, so cached teachers keep their keys).
+        pooling: ``cls`` (the model's own head: the pooler on [CLS]) or ``mean`` (masked mean of the last
+            hidden states, the pre-training pooling of multilingual-e5;
+            :class:`bertcompress.models.mean_pool.MeanPoolBertForSequenceClassification`). Classification
+            and BERT-architecture teachers only. Set it with ``+teacher.module.pooling=mean``.
 
     Input batches: ``input_ids``/``attention_mask`` (B, T); output logits (B, num_labels).
 
     Raises:
-        ValueError: ``layer_lr_decay`` outside (0, 1], or set with an optimizer that has no ``lr``.
+        ValueError: ``layer_lr_decay`` outside (0, 1], or set with an optimizer that has no ``lr``;
+            ``pooling`` not in ``cls``/``mean``, or ``mean`` with task ner or a non-BERT teacher.
     """
 
     def __init__(
@@ -193,6 +200,7 @@ class TeacherFinetune(ClassifierModule):
         dropout: float | None = None,
         task: str = "classification",
         layer_lr_decay: float | None = None,
+        pooling: str = "cls",
     ):
         super().__init__(label_names, optimizer, warmup_ratio)
         if layer_lr_decay is not None and not 0.0 < float(layer_lr_decay) <= 1.0:
@@ -209,7 +217,15 @@ class TeacherFinetune(ClassifierModule):
         existing = getattr(AutoConfig.from_pretrained(model_dir), "id2label", None)
         ignore = existing is None or len(existing) != self.num_labels
         self.task = task
-        self.model = auto_model_class(task).from_pretrained(model_dir, config=config, ignore_mismatched_sizes=ignore)
+        model_class = auto_model_class(task)
+        if pooling not in POOLINGS:
+            raise ValueError(f"teacher.module.pooling={pooling!r}: expected one of {POOLINGS}")
+        if pooling == "mean":
+            if task != "classification":
+                raise ValueError("teacher.module.pooling=mean pools a whole text: classification only, not task=ner")
+            config = mean_pool_config(config)
+            model_class = MeanPoolBertForSequenceClassification
+        self.model = model_class.from_pretrained(model_dir, config=config, ignore_mismatched_sizes=ignore)
         self.model.train()  # from_pretrained returns eval mode; Lightning keeps a module's mode as found
         if freeze_word_embeddings:
             self.model.get_input_embeddings().weight.requires_grad_(False)
