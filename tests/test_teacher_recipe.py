@@ -64,7 +64,7 @@ def test_mean_pool_teacher_pools_the_mean_and_reloads_through_the_auto_classes(t
     """pooling=mean: logits = classifier(masked mean of the last hidden states), padding changes
     nothing, no pooler, and a saved teacher comes back from AutoConfig/auto_model_class (the loaders of
     the cache, the truncated students and the artifacts) as the same model with the same logits."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from bertcompress.models.classifier import TeacherFinetune, auto_model_class
     from bertcompress.models.mean_pool import MeanPoolBertForSequenceClassification, masked_mean
@@ -97,6 +97,8 @@ def test_mean_pool_teacher_pools_the_mean_and_reloads_through_the_auto_classes(t
         assert torch.allclose(reloaded(**batch).logits, logits, atol=1e-6)
     assert AutoTokenizer.from_pretrained(tmp_path)("ক").input_ids  # the tokenizer still loads from that dir
     assert isinstance(_load_classifier(tmp_path, ["a", "b", "c"]), MeanPoolBertForSequenceClassification)
+    encoder = AutoModel.from_pretrained(tmp_path)  # the static-embedding students read the input embeddings
+    assert torch.equal(encoder.get_input_embeddings().weight, m.model.get_input_embeddings().weight)
     again = TeacherFinetune(tmp_path, ["a", "b", "c"]).eval()  # pooling=cls keeps a saved model's own head
     with torch.no_grad():
         assert torch.allclose(again(batch), logits, atol=1e-6)

@@ -8,7 +8,7 @@ pooling during fine-tuning (as in Reimers & Gurevych 2019, Sentence-BERT, for th
 
 It is a registered ``transformers`` architecture (``model_type: bert_mean_pool``): once this module
 is imported, ``AutoConfig`` and ``AutoModelForSequenceClassification.from_pretrained(dir)`` load a
-saved model with its pooling, so cached teachers, truncated students, vocabulary reduction and the
+saved model with its pooling (and ``AutoModel`` its encoder), so cached teachers, truncated students, vocabulary reduction and the
 ONNX export all keep it. Importing :mod:`bertcompress.models.classifier` imports this module.
 """
 
@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertModel, BertPreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
+)
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 MODEL_TYPE = "bert_mean_pool"
@@ -87,6 +94,16 @@ class MeanPoolBertForSequenceClassification(BertPreTrainedModel):
         )
 
 
+class MeanPoolBertModel(BertModel):
+    """The bare encoder of a saved mean-pooling classifier, for ``AutoModel.from_pretrained(dir)`` (the
+    static-embedding students read the teacher's input embeddings through it). No pooler."""
+
+    config_class = MeanPoolBertConfig
+
+    def __init__(self, config: MeanPoolBertConfig, add_pooling_layer: bool = False):
+        super().__init__(config, add_pooling_layer=add_pooling_layer)
+
+
 def mean_pool_config(config) -> MeanPoolBertConfig:
     """The mean-pooling twin of a BERT-architecture config (multilingual-e5, MiniLM, BERT; not
     BanglaBERT's ELECTRA or XLM-R).
@@ -109,3 +126,4 @@ def mean_pool_config(config) -> MeanPoolBertConfig:
 
 AutoConfig.register(MODEL_TYPE, MeanPoolBertConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(MeanPoolBertConfig, MeanPoolBertForSequenceClassification, exist_ok=True)
+AutoModel.register(MeanPoolBertConfig, MeanPoolBertModel, exist_ok=True)
