@@ -121,6 +121,7 @@ def test_mean_pool_teacher_runs_end_to_end_into_a_truncated_int8_onnx_student(tm
     student with a reduced vocabulary that keeps the mean pooling, int8 in ONNX Runtime, the artifact."""
     import json
 
+    import onnx
     from transformers import AutoConfig
 
     from bertcompress.pipeline import run
@@ -133,7 +134,5 @@ def test_mean_pool_teacher_runs_end_to_end_into_a_truncated_int8_onnx_student(tm
     assert results["student"]["test"]["n"] > 0 and results["final_model"] == "student"
     manifest = json.loads((tmp_path / "run" / "artifact" / "manifest.json").read_text())
     assert manifest["model_name"] == "teacher_truncated"
-    import onnx
-
     ops = {n.op_type for n in onnx.load(tmp_path / "run" / "artifact" / "model.onnx").graph.node}
     assert "ReduceSum" in ops and "Tanh" not in ops  # the masked mean, and no [CLS] pooler (dense + tanh)

@@ -205,6 +205,10 @@ class TeacherFinetune(ClassifierModule):
         super().__init__(label_names, optimizer, warmup_ratio)
         if layer_lr_decay is not None and not 0.0 < float(layer_lr_decay) <= 1.0:
             raise ValueError(f"teacher.module.layer_lr_decay={layer_lr_decay}: must lie in (0, 1]")
+        if pooling not in POOLINGS:
+            raise ValueError(f"teacher.module.pooling={pooling!r}: expected one of {POOLINGS}")
+        if pooling == "mean" and task != "classification":
+            raise ValueError("teacher.module.pooling=mean pools a whole text: classification only, not task=ner")
         self.layer_lr_decay = layer_lr_decay
         from transformers import AutoConfig
 
@@ -218,11 +222,7 @@ class TeacherFinetune(ClassifierModule):
         ignore = existing is None or len(existing) != self.num_labels
         self.task = task
         model_class = auto_model_class(task)
-        if pooling not in POOLINGS:
-            raise ValueError(f"teacher.module.pooling={pooling!r}: expected one of {POOLINGS}")
         if pooling == "mean":
-            if task != "classification":
-                raise ValueError("teacher.module.pooling=mean pools a whole text: classification only, not task=ner")
             config = mean_pool_config(config)
             model_class = MeanPoolBertForSequenceClassification
         self.model = model_class.from_pretrained(model_dir, config=config, ignore_mismatched_sizes=ignore)

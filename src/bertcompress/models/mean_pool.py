@@ -8,8 +8,9 @@ pooling during fine-tuning (as in Reimers & Gurevych 2019, Sentence-BERT, for th
 
 It is a registered ``transformers`` architecture (``model_type: bert_mean_pool``): once this module
 is imported, ``AutoConfig`` and ``AutoModelForSequenceClassification.from_pretrained(dir)`` load a
-saved model with its pooling (and ``AutoModel`` its encoder), so cached teachers, truncated students, vocabulary reduction and the
-ONNX export all keep it. Importing :mod:`bertcompress.models.classifier` imports this module.
+saved model with its pooling, and ``AutoModel`` its encoder, so cached teachers, truncated students,
+static-embedding students, vocabulary reduction and the ONNX export all keep it. Importing the
+:mod:`bertcompress.models` package imports this module.
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> to
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+class MeanPoolBertModel(BertModel):
+    """The encoder of the mean-pooling classifier (``bert.*``), no pooler; also what
+    ``AutoModel.from_pretrained(dir)`` loads from a saved one (the static-embedding students read the
+    teacher's input embeddings through it)."""
+
+    config_class = MeanPoolBertConfig
+
+    def __init__(self, config: MeanPoolBertConfig, add_pooling_layer: bool = False):
+        super().__init__(config, add_pooling_layer=add_pooling_layer)
+
+
 class MeanPoolBertForSequenceClassification(BertPreTrainedModel):
     """BERT encoder (no pooler) -> masked mean of the last hidden states -> dropout -> linear.
 
@@ -62,7 +74,7 @@ class MeanPoolBertForSequenceClassification(BertPreTrainedModel):
     def __init__(self, config: MeanPoolBertConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
+        self.bert = MeanPoolBertModel(config)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -92,16 +104,6 @@ class MeanPoolBertForSequenceClassification(BertPreTrainedModel):
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
-
-
-class MeanPoolBertModel(BertModel):
-    """The bare encoder of a saved mean-pooling classifier, for ``AutoModel.from_pretrained(dir)`` (the
-    static-embedding students read the teacher's input embeddings through it). No pooler."""
-
-    config_class = MeanPoolBertConfig
-
-    def __init__(self, config: MeanPoolBertConfig, add_pooling_layer: bool = False):
-        super().__init__(config, add_pooling_layer=add_pooling_layer)
 
 
 def mean_pool_config(config) -> MeanPoolBertConfig:
