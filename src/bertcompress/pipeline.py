@@ -49,6 +49,7 @@ from bertcompress.models.students import HFStudent, fold_class_bias
 from bertcompress.report.tracking import log_results
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
 from bertcompress.utils.io import atomic_dir, atomic_write_json, flatten_dict, stable_hash
+from bertcompress.utils.seeding import SCHEME, seed_stage
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
         "max_length": dm.max_length,
         "batch_size": dm.batch_size,
         "seed": cfg.seed,
+        "seeding": SCHEME,
         "trainer": {k: trainer.get(k) for k in trainer_keys},
         "early_stopping": {k: stopping.get(k) for k in ("monitor", "patience", "mode", "min_delta")},
     }
@@ -146,6 +148,7 @@ def get_teacher(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     encoder = dm.make_encoder(tokenizer, dm.max_length, get_text_normalizer(cfg.teacher.get("text_normalizer")))
     dm.set_encoder(encoder)
+    seed_stage(cfg.seed, "teacher/init")  # the head init follows the seed, whatever ran before (a model conversion)
     module = hydra.utils.instantiate(
         cfg.teacher.module, model_dir=str(model_dir), label_names=dm.labels, **_task_kwargs(dm)
     )
@@ -160,7 +163,9 @@ def get_teacher(
         return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
 
     log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
-    train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir)
+    train_time, epochs, best_val = _fit_best(
+        module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir, seed=(cfg.seed, "teacher/fit")
+    )
     meta = {
         "teacher": cfg.teacher.name,
         "hub_id": cfg.teacher.hub_id,
@@ -240,8 +245,11 @@ def _fit_best(
     max_epochs: int,
     extra_callbacks: list,
     ckpt_subdir: str,
+    seed: tuple[int, str],
 ) -> tuple[float, int, float | None]:
     """Fit with the configured callbacks (checkpoints under ``ckpt_subdir``) and restore the best weights.
+    ``seed`` = (run seed, stage name): every RNG is re-seeded for the stage just before the fit (dropout,
+    data order), so what ran before it (a cache computed or read) does not change the result.
 
     Returns:
         (train time in s, epochs run, best value of the monitored val metric (task.monitor) or None).
@@ -255,6 +263,7 @@ def _fit_best(
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, max_epochs=max_epochs, callbacks=callbacks + extra_callbacks, logger=loggers or False
     )
+    seed_stage(*seed)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     elapsed = time.perf_counter() - start
@@ -432,8 +441,7 @@ def build_teacher_ensemble(cfg: DictConfig, dm, teacher: TeacherResult) -> Teach
         if kind == "tfidf_lr":
             by_id, fn, reports[name] = _tfidf_member(cfg, member, dm)
         elif kind == "transformer":
-            mcfg = member_config(cfg, member)
-            L.seed_everything(mcfg.seed, workers=True)  # the member's head init and dropout follow its seed
+            mcfg = member_config(cfg, member)  # the member's head init and dropout follow its seed (get_teacher)
             # its own checkpoint dir, and no loggers: its curves would mix with the primary's under one name
             with _data_max_length(dm, mcfg):
                 mteacher = get_teacher(mcfg, dm, [], ckpt_subdir=f"teacher_{name}")
@@ -533,6 +541,7 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         "max_length": dm.max_length,
         "batch_size": dm.batch_size,
         "seed": cfg.seed,
+        "seeding": SCHEME,
         "trainer": teacher_key["trainer"],
         "early_stopping": teacher_key["early_stopping"],
     }
@@ -548,6 +557,7 @@ def run_student(
     """Distill ``teacher`` into the configured student and test it; returns ``(StudentBundle, results block)``."""
     s = cfg.student
     loss = soft_target_loss(cfg)
+    seed_stage(cfg.seed, "student/init")
     bundle = build_student(
         s,
         teacher.cache_dir,
@@ -614,7 +624,9 @@ def run_student(
     )
     dm.set_encoder(bundle.encoder)
     try:
-        train_time, epochs, best_val = _fit_best(module, dm, cfg, loggers, int(s.epochs), extra, "student")
+        train_time, epochs, best_val = _fit_best(
+            module, dm, cfg, loggers, int(s.epochs), extra, "student", seed=(cfg.seed, "student/fit")
+        )
     finally:
         dm.set_transfer(None)  # the transfer set is for distillation only
     state = {k: v.detach().clone() for k, v in bundle.module.state_dict().items()}  # cached without the offsets
@@ -675,6 +687,7 @@ def student_class_bias(cfg: DictConfig, model: torch.nn.Module, encoder, dm) -> 
 def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
     """Prune/quantize the final model per ``cfg.compression`` and save it as the run's artifact."""
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
+    seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
 
     def finetune(module, callbacks):  # the gradual pruning schedule fine-tunes as it prunes
         p = cfg.compression.pruning

