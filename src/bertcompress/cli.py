@@ -35,7 +35,11 @@ def predict(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = load_artifact(args.artifact, threads=args.threads)
+    try:
+        predictor = load_artifact(args.artifact, threads=args.threads)
+    except (FileNotFoundError, ValueError) as e:  # ArtifactError is a ValueError: the message says what to do
+        print(f"bertcompress-predict: {e}", file=sys.stderr)
+        return 2
     texts = _read_texts(args)
     if not texts:
         parser.error("no text given (pass texts, --file, or pipe them on stdin)")

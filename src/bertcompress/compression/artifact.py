@@ -234,18 +234,66 @@ def _encoder(task: str, tokenizer, max_length: int, normalizer: str | None) -> T
     return TextEncoder(tokenizer, max_length, get_text_normalizer(normalizer))
 
 
+class ArtifactError(ValueError):
+    """A damaged or incomplete artifact: the message names the file, what is wrong and what to do."""
+
+
+_REDO = "re-export it (re-run the job that wrote it: its results.json has the config), or copy it again whole"
+_MANIFEST_KEYS = ("format", "label_names")
+
+
+def read_manifest(path: Path) -> dict:
+    """``path/manifest.json``, checked: valid JSON, an object with ``format`` and ``label_names``, and the
+    weight file it names present and non-empty.
+
+    Raises:
+        FileNotFoundError: the dir has no manifest.json (naming the dir).
+        ArtifactError: a manifest that is not valid JSON or lacks keys, or a missing or empty weight file.
+    """
+    file = path / MANIFEST
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} is not a bertcompress artifact: it has no {MANIFEST}")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{file}: not valid JSON ({e}); the artifact is damaged: {_REDO}.") from e
+    missing = [k for k in _MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise ArtifactError(f"{file}: the manifest lacks {missing}; the artifact is damaged: {_REDO}.")
+    fmt = manifest["format"]
+    if fmt not in {*WEIGHT_FILES, "sklearn"}:
+        raise ArtifactError(f"{file}: unknown format {fmt!r} (expected one of {[*WEIGHT_FILES, 'sklearn']})")
+    weights = path / str(manifest.get("weights") or WEIGHT_FILES.get(fmt, ""))
+    if not weights.is_file() or weights.stat().st_size == 0:
+        state = "is empty" if weights.is_file() else "is missing"
+        raise ArtifactError(f"{weights}: the {fmt} weight file named by {file} {state}: {_REDO}.")
+    return manifest
+
+
 def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
     """Load any artifact dir written by :func:`save_artifact`.
 
     Raises:
         FileNotFoundError: when the dir has no manifest.json (naming the dir).
+        ArtifactError: a damaged manifest, tokenizer or weight file (naming the file and what to do).
     """
+    path = Path(path)
+    manifest = read_manifest(path)
+    try:
+        return _load(path, manifest, threads)
+    except ArtifactError:
+        raise
+    except Exception as e:  # noqa: BLE001  (safetensors, zip, protobuf, json, sklearn: one error that names the file)
+        weights = path / str(manifest.get("weights") or WEIGHT_FILES.get(manifest["format"], ""))
+        raise ArtifactError(
+            f"{path}: the {manifest['format']} artifact could not be loaded ({type(e).__name__}: {e}); a file in it "
+            f"(weights: {weights.name}, or the tokenizer files) is damaged or truncated: {_REDO}."
+        ) from e
+
+
+def _load(path: Path, manifest: dict, threads: int | None) -> Predictor:
     from transformers import AutoTokenizer
 
-    path = Path(path)
-    if not (path / MANIFEST).is_file():
-        raise FileNotFoundError(f"{path} is not a bertcompress artifact: it has no {MANIFEST}")
-    manifest = json.loads((path / MANIFEST).read_text())
     if manifest["format"] == "sklearn":
         from bertcompress.models.tfidf import TfidfLR
 

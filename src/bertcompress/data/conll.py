@@ -39,25 +39,28 @@ class Sentence:
     line: int
 
 
-def read_conll(path: str | Path, tag_column: int = -1) -> list[Sentence]:
+def read_conll(path: str | Path, tag_column: int = -1, key: str = "data.train_file") -> list[Sentence]:
     """Read a CoNLL-format file into sentences.
 
     Args:
         path: the file (UTF-8).
         tag_column: which whitespace-separated field holds the tag (default: the last).
+        key: the config key that names the file, quoted when it is missing.
 
     Raises:
         FileNotFoundError: naming the path.
-        DataError: ``<file>:<line>`` for a line with fewer than 2 fields (a token and a tag) or a tag
-            outside the BIO scheme, and for a file with no sentence at all.
+        DataError: ``<file>:<line>`` for a line with fewer than 2 fields (a token and a tag), a line with
+            another number of fields than the first token line, or a tag outside the BIO scheme, and for a
+            file with no sentence at all.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"CoNLL file not found: {path} (set data.*_file or BERTCOMPRESS_DATA_DIR)")
+        raise FileNotFoundError(f"CoNLL file not found: {path}: pass {key}=/abs/path, or set BERTCOMPRESS_DATA_DIR")
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
+    width: tuple[int, int] | None = None  # (fields, line) of the first token line: every line must match it
 
     def flush():
         nonlocal tokens, tags
@@ -79,6 +82,13 @@ def read_conll(path: str | Path, tag_column: int = -1) -> list[Sentence]:
                 raise DataError(
                     f"{path}:{lineno}: malformed line {line!r}: expected 'token ... tag' (at least 2 space-separated "
                     "fields); fix the line or remove it"
+                )
+            if width is None:
+                width = (len(fields), lineno)
+            elif len(fields) != width[0]:
+                raise DataError(
+                    f"{path}:{lineno}: {len(fields)} columns in {line!r}, expected {width[0]} as on the first token "
+                    f"line ({path}:{width[1]}); a missing field would shift the tag column. Fix the line or remove it"
                 )
             tag = fields[tag_column]
             if not BIO_TAG.match(tag):
@@ -217,7 +227,7 @@ class ConllDataModule(ClassificationDataModule):
         return {"test_size": self.test_size if self.files["test"] is None else None, "split_seed": self.split_seed}
 
     def _frame(self, split: str, index: int) -> pd.DataFrame:
-        sentences = read_conll(self.files[split], self.tag_column)
+        sentences = read_conll(self.files[split], self.tag_column, key=f"data.{split}_file")
         return pd.DataFrame(
             {
                 "id": [index * 10_000_000 + i for i in range(len(sentences))],
@@ -242,7 +252,8 @@ class ConllDataModule(ClassificationDataModule):
             return
         frames = self.load_splits()
         if self.labels is None:  # the tags of the whole train file, O first, then by type: B- before I-
-            tags = {t for row in frames["train"]["label"] for t in row}
+            whole = [frames["train"]] if self.files["test"] else [frames["train"], frames["test"]]  # before the carve
+            tags = {t for df in whole for row in df["label"] for t in row}
             self.labels = ["O", *sorted(tags - {"O"}, key=lambda t: (t[2:], t[0]))]
         if frames["val"] is None:
             train = frames["train"]

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from bertcompress.data.readers import DataError, clean_frame, read_table
+from bertcompress.data.readers import DataError, clean_frame, infer_labels, read_table
 from bertcompress.data.splits import carve_validation, clean_split, paper_split, stratified_head
 from bertcompress.utils.io import file_sha256
 
@@ -153,7 +153,7 @@ class ClassificationDataModule(L.LightningDataModule):
             train, val = carve_validation(train, self.val_size, self.seed)
         frames = {"train": train, "val": val, "test": test}
         if self.labels is None:
-            self.labels = sorted(train["label"].unique())
+            self.labels = infer_labels([(self.name, train)])
         for split, df in frames.items():
             unknown = sorted(set(df["label"]) - set(self.labels))
             if unknown:
@@ -329,7 +329,7 @@ class UBMECDataModule(ClassificationDataModule):
         return {"split": self.split, "test_size": self.test_size, "split_seed": self.split_seed}
 
     def load_splits(self) -> dict[str, pd.DataFrame | None]:
-        raw = read_table(self.path, sheet=self.sheet, upstream=UBMEC_UPSTREAM)
+        raw = read_table(self.path, sheet=self.sheet, upstream=UBMEC_UPSTREAM, key="data.path")
         df, report = clean_frame(raw, self.path, "text", "classes", self.labels)
         df["id"] = df["row"]
         self.split_report = {"cleaning": report.as_dict()}
@@ -351,6 +351,7 @@ class CsvDataModule(ClassificationDataModule):
         text_column / label_column: column names (or the names given by ``column_names``).
         header / column_names: for files with no header line (e.g. IndoNLU SmSA).
         sep: the delimiter (default: tab for .tsv, comma otherwise).
+        encoding: the text encoding of a CSV/TSV file (default utf-8; e.g. cp1252 for Windows exports).
 
     ``id`` is ``file_index * 10,000,000 + row`` (train file 0, val 1, test 2).
     """
@@ -370,6 +371,7 @@ class CsvDataModule(ClassificationDataModule):
         sheet: str | int = 0,
         name: str = "csv",
         upstream: str | None = None,
+        encoding: str = "utf-8",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
@@ -380,7 +382,9 @@ class CsvDataModule(ClassificationDataModule):
         }
         self.text_column, self.label_column = text_column, label_column
         self.test_size, self.split_seed = test_size, split_seed
-        self.read_kwargs = dict(sep=sep, header=header, column_names=column_names, sheet=sheet, upstream=upstream)
+        self.read_kwargs = dict(
+            sep=sep, header=header, column_names=column_names, sheet=sheet, upstream=upstream, encoding=encoding
+        )
 
     def source_files(self) -> list[Path]:
         return [p for p in self.files.values() if p is not None]
@@ -390,7 +394,7 @@ class CsvDataModule(ClassificationDataModule):
 
     def _read(self, split: str, index: int) -> pd.DataFrame:
         path = self.files[split]
-        raw = read_table(path, **self.read_kwargs)
+        raw = read_table(path, **self.read_kwargs, key=f"data.{split}_file")
         df, report = clean_frame(raw, path, self.text_column, self.label_column, self.labels)
         df["id"] = index * ID_STRIDE + df["row"]
         self.split_report.setdefault("cleaning", {})[split] = report.as_dict()
@@ -399,7 +403,10 @@ class CsvDataModule(ClassificationDataModule):
     def load_splits(self) -> dict[str, pd.DataFrame | None]:
         train = self._read("train", 0)
         if self.labels is None:
-            self.labels = sorted(train["label"].unique())
+            self.labels = infer_labels([(self.files["train"], train)])
+        self.split_report["label_counts_in_file"] = (
+            train["label"].value_counts().reindex(self.labels, fill_value=0).to_dict()
+        )
         val = self._read("val", 1) if self.files["val"] is not None else None
         if self.files["test"] is not None:
             test = self._read("test", 2)

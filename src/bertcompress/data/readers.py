@@ -41,10 +41,11 @@ class CleaningReport:
         }
 
 
-def missing_file_error(path: Path, upstream: str | None = None) -> FileNotFoundError:
+def missing_file_error(path: Path, upstream: str | None = None, key: str = "data.path") -> FileNotFoundError:
+    """The error for a missing data file; ``key`` is the config key that names the file (``data.train_file``)."""
     msg = (
         f"Data file not found: {path}. Set the env var {DATA_DIR_ENV} to the folder that holds the "
-        f"corpora (on the dev machines: ../shared/data), or pass data.path=/abs/path on the command line."
+        f"corpora (on the dev machines: ../shared/data), or pass {key}=/abs/path on the command line."
     )
     if upstream:
         msg += f" The corpus can be downloaded from {upstream}."
@@ -59,6 +60,8 @@ def read_table(
     header: bool = True,
     column_names: Sequence[str] | None = None,
     upstream: str | None = None,
+    encoding: str = "utf-8",
+    key: str = "data.path",
 ) -> pd.DataFrame:
     """Read a CSV/TSV/XLSX file with every cell as an object (no type coercion).
 
@@ -68,14 +71,17 @@ def read_table(
         sheet: the xlsx sheet name or index.
         header: whether the first line holds column names; if not, ``column_names`` names them.
         upstream: the corpus URL, quoted in the error when the file is missing.
+        encoding: the text encoding of a CSV/TSV file (``data.encoding``).
+        key: the config key that names this file, quoted in the errors.
 
     Raises:
-        FileNotFoundError: naming the path, ``BERTCOMPRESS_DATA_DIR`` and the upstream URL.
-        DataError: when the file is empty or cannot be parsed.
+        FileNotFoundError: naming the path, ``BERTCOMPRESS_DATA_DIR``, the config key and the upstream URL.
+        DataError: when the file is empty, cannot be parsed, or does not decode with ``encoding`` (naming
+            the byte offset and line, and suggesting ``data.encoding``).
     """
     path = Path(path)
     if not path.is_file():
-        raise missing_file_error(path, upstream)
+        raise missing_file_error(path, upstream, key)
     suffix = path.suffix.lower()
     names = list(column_names) if column_names is not None else None
     try:
@@ -94,7 +100,10 @@ def read_table(
                 quoting=quoting,
                 keep_default_na=False,
                 na_values=[""],
+                encoding=encoding,
             )
+    except UnicodeDecodeError as e:
+        raise decode_error(path, encoding, e) from e
     except pd.errors.EmptyDataError as e:
         raise DataError(f"{path}: the file is empty; expected a header and labelled rows.") from e
     except (pd.errors.ParserError, ValueError) as e:
@@ -102,6 +111,57 @@ def read_table(
     if len(df) == 0:
         raise DataError(f"{path}: the file has no data rows.")
     return df
+
+
+def decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> DataError:
+    """A :class:`DataError` for a file that does not decode: the byte offset, the 1-based line and the bytes."""
+    raw = path.read_bytes()
+    first = raw.decode(encoding, errors="replace").find("\ufffd")  # pandas reads in chunks: e.start is chunk-relative
+    offset = len(raw[: max(first, 0)].decode(encoding, errors="replace").encode(encoding, errors="replace"))
+    offset = offset if first >= 0 else e.start
+    line = raw[:offset].count(b"\n") + 1
+    bad = raw[offset : offset + 4]
+    utf8 = encoding.replace("-", "").lower() == "utf8"
+    guess = "data.encoding=cp1252 (a Windows export) or data.encoding=latin-1" if utf8 else "data.encoding=utf-8"
+    return DataError(
+        f"{path}: byte {offset} (line {line}, data row {line - 2} under a header) is {bad!r}, which is not valid "
+        f"{encoding}. Save the file as UTF-8, or give its encoding, e.g. {guess}."
+    )
+
+
+def infer_labels(frames: Sequence[tuple[str | Path, pd.DataFrame]]) -> list[str]:
+    """The label set of ``frames`` (file, frame with ``label`` and ``row``), sorted, with counts logged.
+
+    Raises:
+        DataError: a label with fewer than 2 examples (naming it, its file rows and ``data.labels``), or
+            labels that differ only by case (``Joy`` and ``joy``), which would become separate classes.
+    """
+    counts: dict[str, int] = {}
+    rows: dict[str, list[str]] = {}
+    for path, df in frames:
+        for label, row in zip(df["label"], df["row"], strict=True):
+            counts[label] = counts.get(label, 0) + 1
+            rows.setdefault(label, []).append(f"{path} row {row}")
+    by_case: dict[str, list[str]] = {}
+    for label in counts:
+        by_case.setdefault(label.casefold(), []).append(label)
+    clashes = [sorted(v) for v in by_case.values() if len(v) > 1]
+    if clashes:
+        detail = "; ".join(", ".join(f"{lab!r} ({counts[lab]}x)" for lab in group) for group in clashes)
+        raise DataError(
+            f"labels that differ only by case would become separate classes: {detail}. Fix the file, or set "
+            f"data.labels to the intended label set."
+        )
+    rare = sorted(label for label, n in counts.items() if n < 2)
+    if rare:
+        detail = "; ".join(f"{lab!r} at {', '.join(rows[lab])}" for lab in rare)
+        raise DataError(
+            f"label(s) with fewer than 2 examples cannot be split into train/val/test: {detail}. A typo? Fix the "
+            f"file, or set data.labels to the label set (rows with other labels are then reported)."
+        )
+    labels = sorted(counts)
+    log.info("inferred %d labels (data.labels unset): %s", len(labels), {lab: counts[lab] for lab in labels})
+    return labels
 
 
 def check_columns(df: pd.DataFrame, path: str | Path, required: Sequence[str]) -> None:

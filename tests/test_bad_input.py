@@ -1,0 +1,169 @@
+"""Bad input gets one clear error that names the file, row or key and says what to do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from bertcompress.data.conll import ConllDataModule, read_conll
+from bertcompress.data.datamodule import CsvDataModule
+from bertcompress.data.readers import DataError
+from tests.conftest import CONLL, requires_conll
+
+LABELS = ["anger", "joy", "sadness"]
+
+
+@requires_conll
+def test_conll_label_set_is_read_from_the_whole_file_before_the_test_carve(tmp_path):
+    """The first 80 CoNLL-2003 train sentences with no test file: a tag that lands only in the carved-out
+    test part is still in the label set."""
+    lines, n, in_sentence = [], 0, False
+    for line in (CONLL / "train.txt").read_text(encoding="utf-8").splitlines():
+        token = bool(line.strip()) and not line.startswith("-DOCSTART-")
+        n += in_sentence and not token  # a sentence ends
+        if n == 80:
+            break
+        in_sentence = token
+        lines.append(line)
+    path = tmp_path / "head.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert len(read_conll(path)) == 80
+    tags = {t for s in read_conll(path) for t in s.tags}
+    dm = ConllDataModule(train_file=str(path), test_size=0.2, max_length=32)
+    dm.setup()
+    train_tags = {t for row in dm.frames["train"]["label"] for t in row}
+    assert tags - train_tags, "this slice should have a tag only outside the train part (the failing case)"
+    assert set(dm.labels) == tags and dm.labels[0] == "O"
+
+
+def test_conll_line_with_fewer_columns_is_an_error_naming_file_and_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nFarm NNP I-NP\n. . O O\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.txt:3: 3 columns in 'Farm NNP I-NP', expected 4") as e:
+        read_conll(path)
+    assert "bad.txt:1" in str(e.value)
+
+
+def test_conll_missing_file_names_the_config_key(tmp_path):
+    dm = ConllDataModule(train_file=str(tmp_path / "train.txt"), test_file=str(tmp_path / "nope.txt"))
+    (tmp_path / "train.txt").write_text("EU B-ORG\n", encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt: pass data\.test_file="):
+        dm.setup()
+
+
+def _csv(tmp_path, labels, name="train.csv", encoding="utf-8"):
+    path = tmp_path / name
+    df = pd.DataFrame({"text": [f"text number {i} é" for i in range(len(labels))], "label": labels})
+    df.to_csv(path, index=False, encoding=encoding)
+    return path
+
+
+def test_inferred_labels_are_stripped_and_listed_with_counts(tmp_path, caplog):
+    path = _csv(tmp_path, ["joy ", "joy", " anger", "anger", "joy", "sadness", "sadness", "anger"] * 3)
+    dm = CsvDataModule(train_file=str(path), val_size=0.2)
+    with caplog.at_level("INFO"):
+        dm.setup()
+    assert dm.labels == LABELS
+    assert "inferred 3 labels" in caplog.text and "'joy': 9" in caplog.text
+    assert dm.summary()["split_report"]["label_counts_in_file"] == {"anger": 9, "joy": 9, "sadness": 6}
+
+
+def test_a_label_with_one_example_names_it_its_row_and_data_labels(tmp_path):
+    path = _csv(tmp_path, ["joy", "anger", "sadness"] * 4 + ["jyo"])
+    with pytest.raises(DataError, match=r"'jyo' at .*train\.csv row 12.*data\.labels"):
+        CsvDataModule(train_file=str(path)).setup()
+
+
+def test_labels_that_differ_only_by_case_are_an_error(tmp_path):
+    path = _csv(tmp_path, ["joy", "Joy", "anger", "sadness"] * 4)
+    with pytest.raises(
+        DataError, match=r"differ only by case would become separate classes: 'Joy' \(4x\), 'joy' \(4x\).*data\.labels"
+    ):
+        CsvDataModule(train_file=str(path)).setup()
+
+
+def test_a_cp1252_file_names_the_byte_and_suggests_data_encoding(tmp_path):
+    path = _csv(tmp_path, ["joy", "anger", "sadness"] * 4, encoding="cp1252")
+    with pytest.raises(DataError, match=r"byte 25 \(line 2, data row 0 under a header\).*data\.encoding=cp1252"):
+        CsvDataModule(train_file=str(path)).setup()
+    dm = CsvDataModule(train_file=str(path), encoding="cp1252", val_size=0.25)
+    dm.setup()
+    assert dm.texts("train")[0].endswith("é")
+
+
+def test_missing_csv_file_hint_names_the_key_of_the_config_in_use(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"pass data\.train_file=/abs/path"):
+        CsvDataModule(train_file=str(tmp_path / "nope.csv")).setup()
+
+
+@pytest.fixture
+def tfidf_artifact(tmp_path):
+    from bertcompress.models.tfidf import TfidfLR
+
+    texts = [f"word{i % 3} text {i}" for i in range(30)]
+    model = TfidfLR().fit(texts, [i % 3 for i in range(30)], LABELS)
+    return model.save(tmp_path / "tfidf")
+
+
+def _hf_artifact(tmp_path, tiny_bert_dir):
+    from bertcompress.compression.artifact import save_artifact
+    from tests.test_compression import _final_model
+
+    final = _final_model(tiny_bert_dir)
+    return save_artifact(tmp_path / "hf", "hf", final.encoder.tokenizer, final.label_names, 32, hf_model=final.hf_model)
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        ("manifest_json", r"manifest\.json: not valid JSON"),
+        ("manifest_keys", r"manifest\.json: the manifest lacks \['label_names'\]"),
+        ("weights_missing", r"model\.safetensors: the hf weight file named by .* is missing"),
+        ("weights_truncated", r"could not be loaded \(.*\).*weights: model\.safetensors.*re-export it"),
+    ],
+)
+def test_damaged_artifact_raises_one_artifact_error_naming_the_file(damage, match, tmp_path, tiny_bert_dir):
+    from bertcompress.compression.artifact import ArtifactError, load_artifact
+
+    path = _hf_artifact(tmp_path, tiny_bert_dir)
+    manifest, weights = path / "manifest.json", path / "model.safetensors"
+    if damage == "manifest_json":
+        manifest.write_text(manifest.read_text()[:-20])
+    elif damage == "manifest_keys":
+        data = json.loads(manifest.read_text())
+        del data["label_names"]
+        manifest.write_text(json.dumps(data))
+    elif damage == "weights_missing":
+        weights.unlink()
+    else:
+        weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")  # a header length the file cannot hold
+    with pytest.raises(ArtifactError, match=match):
+        load_artifact(path)
+
+
+def test_damaged_zip_and_pickle_weights_name_the_file(tmp_path, tfidf_artifact):
+    from bertcompress.compression.artifact import ArtifactError, load_artifact
+
+    (tfidf_artifact / "model.pkl").write_bytes(b"\x80\x05garbage")
+    with pytest.raises(ArtifactError, match=r"tfidf: the sklearn artifact could not be loaded.*model\.pkl"):
+        load_artifact(tfidf_artifact)
+    torch_dir = tmp_path / "torch_art"
+    shutil.copytree(tfidf_artifact, torch_dir)
+    data = json.loads((torch_dir / "manifest.json").read_text()) | {"format": "torch", "weights": "model.pt"}
+    (torch_dir / "manifest.json").write_text(json.dumps(data))
+    (torch_dir / "model.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArtifactError, match=r"torch_art: the torch artifact could not be loaded"):
+        load_artifact(torch_dir)
+
+
+def test_predict_cli_prints_the_artifact_error_without_a_traceback(tmp_path, tiny_bert_dir, capsys):
+    from bertcompress.cli import predict
+
+    path = _hf_artifact(tmp_path, tiny_bert_dir)
+    (path / "manifest.json").write_text("{")
+    assert predict([str(path), "text"]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json: not valid JSON" in err and "Traceback" not in err
