@@ -146,3 +146,70 @@ def test_pie_shows_the_models_before_compression_and_radar_the_best_row_per_mode
     teacher_only = agg[agg["model"].str.startswith("t+")]
     assert list(radar_rows(teacher_only)["model"]) == ["t+prune", "t+quant"]  # one model: every row
     assert len(radar_rows(pd.concat([agg] * 3, ignore_index=True).assign(model=lambda d: d.index.astype(str)), 4)) == 4
+
+
+def _unbenchmarked(tmp_path):
+    """Two finished jobs run with benchmark.enabled=false: no latency, size, speedup or throughput."""
+    import json
+
+    from tests.report_fixtures import result
+
+    root = tmp_path / "nobench"
+    for seed in (1, 2):
+        r = result("t", "cnn", "none", seed, 52.0, 47.0 + seed, 1.0, 8.0)
+        for key in ("speedup", "compression_ratio", "size_mb", "latency_p50_ms", "latency_p95_ms", "throughput_seq_s"):
+            r.pop(key)
+        (root / str(seed)).mkdir(parents=True)
+        (root / str(seed) / "results.json").write_text(json.dumps(r))
+    return root
+
+
+def test_report_of_runs_without_a_benchmark_says_which_figures_it_could_not_draw(tmp_path):
+    out = make_report(_unbenchmarked(tmp_path))
+    assert (out["dir"] / "accuracy_f1.png").is_file() and not (out["dir"] / "pareto.png").exists()
+    assert set(out["skipped_figures"]) >= {"Pareto front", "Speedup", "Model size on disk"}
+    assert "benchmark.enabled=false" in out["skipped_figures"]["Pareto front"]
+    page = (out["dir"] / "index.html").read_text()
+    assert "Figures not drawn" in page and "benchmark.enabled=false" in page
+
+
+def test_report_of_a_sweep_where_every_job_failed_lists_them_and_exits_0(tmp_path):
+    import json
+
+    root = tmp_path / "failed"
+    for k in range(2):
+        (root / str(k)).mkdir(parents=True)
+        failed = {"status": "failed", "run_name": f"job{k}", "error": "ModelUnavailableError: offline", "config": {}}
+        (root / str(k) / "results.json").write_text(json.dumps(failed))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "report.py"), str(root)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    page = (root / "report" / "index.html").read_text()
+    assert "Failed jobs" in page and page.count("ModelUnavailableError: offline") == 2
+    assert "no job finished" in page
+    assert "Failed jobs" in (root / "report" / "summary.md").read_text()
+
+
+def test_report_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from bertcompress.report import build
+
+    root = write_sweep(tmp_path / "sweep")
+    first = make_report(root)
+    before = {p.name: p.read_bytes() for p in first["dir"].glob("*.*")}
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt  # interrupted while writing the page
+
+    monkeypatch.setattr(build, "_html", boom)
+    with pytest.raises(KeyboardInterrupt):
+        make_report(root)
+    assert {p.name: p.read_bytes() for p in first["dir"].glob("*.*")} == before  # the old report, untouched
+    assert not [p for p in first["dir"].parent.iterdir() if p.name.startswith(".report")]
+
+
+def test_only_results_json_invalid_says_so(tmp_path):
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "results.json").write_text('{"status": "fin')
+    with pytest.raises(FileNotFoundError, match=r"not valid JSON: .*results\.json"):
+        load_runs(tmp_path)

@@ -22,7 +22,7 @@ import pandas as pd
 from bertcompress.report import figures
 from bertcompress.report.collect import TABLES, load_runs
 from bertcompress.report.tables import aggregate, cache_summary, display_table, pareto_table, summary_markdown
-from bertcompress.utils.io import atomic_write_text
+from bertcompress.utils.io import atomic_dir, atomic_write_text
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = (
@@ -37,63 +37,76 @@ def _slug(name: str) -> str:
 
 
 def make_report(root: str | Path, out_dir: str | Path | None = None) -> dict:
-    """Aggregate ``root`` and write the report; returns ``{"dir", "files", "summary"}`` (summary: the aggregate).
+    """Aggregate ``root`` and write the report, whole or not at all (built in a temp dir, then renamed);
+    returns ``{"dir", "files", "summary", "skipped_figures"}`` (summary: the aggregate; skipped_figures:
+    ``{title: why}`` for each figure that could not be drawn, also listed in index.html).
 
     Raises:
-        FileNotFoundError: when ``root`` holds no results.json.
+        FileNotFoundError: when ``root`` holds no results.json (or none that is valid JSON).
     """
     root = Path(root)
     out = Path(out_dir) if out_dir else root / "report"
     runs = load_runs(root)  # before creating anything under root
-    out.mkdir(parents=True, exist_ok=True)
     agg = aggregate(runs)
-    files = []
-    atomic_write_text(out / "runs.csv", runs[list(RUN_COLUMNS)].to_csv(index=False))
-    atomic_write_text(out / "summary.csv", agg.to_csv(index=False))
     md = summary_markdown(agg, runs)
-    atomic_write_text(out / "summary.md", md)
-    files += [out / "runs.csv", out / "summary.csv", out / "summary.md"]
-    images: list[tuple[str, Path]] = []
+    with atomic_dir(out) as tmp:
+        atomic_write_text(tmp / "runs.csv", runs[list(RUN_COLUMNS)].to_csv(index=False))
+        atomic_write_text(tmp / "summary.csv", agg.to_csv(index=False))
+        atomic_write_text(tmp / "summary.md", md)
+        images, skipped = _figures(agg, runs, tmp)
+        for title, why in skipped.items():
+            log.warning("Figure %r not drawn: %s", title, why)
+        atomic_write_text(tmp / "index.html", _html(agg, runs, md, images, root, skipped))
+        files = [out / p.relative_to(tmp) for p in sorted(tmp.rglob("*")) if p.is_file()]
+    log.info("Report of %d runs (%d configurations) in %s", len(runs), len(agg), out)
+    return {"dir": out, "files": files, "summary": agg, "skipped_figures": skipped}
+
+
+def _figures(agg: pd.DataFrame, runs: pd.DataFrame, out: Path) -> tuple[list[tuple[str, Path]], dict[str, str]]:
+    """Draw every figure into ``out``; returns ``([(title, png)], {title: why not drawn})``."""
+    timed = agg[pd.to_numeric(agg.get("latency_p50_ms"), errors="coerce").notna()] if not agg.empty else agg
+    no_bench = "no finished run has a benchmark (benchmark.enabled=false): nothing to plot"
+    plans = [
+        ("Model size on disk", figures.size_pie, timed, out / "sizes.png", no_bench),
+        ("Accuracy and macro-F1", figures.accuracy_bars, agg, out / "accuracy_f1.png", None),
+        ("Speedup", figures.speedup_bars, timed, out / "speedup.png", no_bench),
+        ("Compression ratio", figures.compression_bars, timed, out / "compression_ratio.png", no_bench),
+        ("Pareto front", figures.pareto_plot, timed, out / "pareto.png", no_bench),
+    ]
+    for key, title in TABLES.items():
+        part = agg[agg["table"] == key] if not agg.empty else agg
+        if not agg.empty and part.empty:
+            continue  # no run of this table: no radar, and nothing to explain
+        radar = lambda a, p, t=title: figures.radar(a, p, t)  # noqa: E731
+        plans.append((f"Radar: {title}", radar, part, out / f"radar_{key}.png", None))
     if not agg.empty:
-        images += [
-            ("Model size on disk", figures.size_pie(agg, out / "sizes.png")),
-            ("Accuracy and macro-F1", figures.accuracy_bars(agg, out / "accuracy_f1.png")),
-            ("Speedup", figures.speedup_bars(agg, out / "speedup.png")),
-            ("Compression ratio", figures.compression_bars(agg, out / "compression_ratio.png")),
-            ("Pareto front", figures.pareto_plot(agg, out / "pareto.png")),
-        ]
-        for key, title in TABLES.items():
-            part = agg[agg["table"] == key]
-            if not part.empty:
-                images.append((f"Radar: {title}", figures.radar(part, out / f"radar_{key}.png", title)))
         done = runs[runs["status"] == "finished"].drop_duplicates("config_hash")
         labels = dict(zip(agg["run_dir"], agg["model"], strict=True))
         for _, r in done.iterrows():
             if r["confusion_matrix"] and r["label_names"]:
                 name = labels.get(r["run_dir"], r["model"])
-                images.append(
-                    (
-                        f"Confusion matrix: {name}",
-                        figures.confusion(
-                            r["confusion_matrix"],
-                            r["label_names"],
-                            out / "confusion" / f"{_slug(name)}.png",
-                            f"{name} (seed {r['seed']}, test set)",
-                        ),
-                    )
-                )
-    files += [p for _, p in images]
-    atomic_write_text(out / "index.html", _html(agg, runs, md, images, root))
-    files.append(out / "index.html")
-    log.info("Report of %d runs (%d configurations) in %s", len(runs), len(agg), out)
-    return {"dir": out, "files": files, "summary": agg}
+                title = f"{name} (seed {r['seed']}, test set)"
+                draw = lambda _a, p, r=r, t=title: figures.confusion(r["confusion_matrix"], r["label_names"], p, t)  # noqa: E731
+                plans.append((f"Confusion matrix: {name}", draw, agg, out / "confusion" / f"{_slug(name)}.png", None))
+    images, skipped = [], {}
+    for title, draw, data, path, empty_reason in plans:
+        if agg.empty:
+            skipped[title] = "no job finished (the failed jobs are listed above)"
+        elif data.empty:
+            skipped[title] = empty_reason or "no data"
+        else:
+            try:
+                images.append((title, draw(data, path)))
+            except Exception as e:  # noqa: BLE001  (one figure's failure must not cost the rest of the report)
+                skipped[title] = f"{type(e).__name__}: {e}"
+    return images, skipped
 
 
 def _img(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _html(agg: pd.DataFrame, runs: pd.DataFrame, md: str, images, root: Path) -> str:
+def _html(agg: pd.DataFrame, runs: pd.DataFrame, md: str, images, root: Path, skipped: dict[str, str]) -> str:
     intro = html.escape(md.split("\n## ")[0].replace("# bertcompress report\n", "").strip())
     tables = []
     for key, title in TABLES.items():
@@ -113,6 +126,9 @@ def _html(agg: pd.DataFrame, runs: pd.DataFrame, md: str, images, root: Path) ->
         tables.append(
             "<h2>Failed jobs</h2>" + failed[["run_dir", "model", "error"]].to_html(index=False, border=0, classes="t")
         )
+    if skipped:
+        items = "".join(f"<li>{html.escape(t)}: {html.escape(why)}</li>" for t, why in skipped.items())
+        tables.append(f"<h2>Figures not drawn</h2><ul>{items}</ul>")
     figs = "".join(
         f'<figure><img src="{_img(p)}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
         for t, p in images

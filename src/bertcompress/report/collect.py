@@ -148,24 +148,31 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     row per baseline block. Files that are not valid JSON are skipped with a warning naming them.
 
     Raises:
-        FileNotFoundError: when ``root`` does not exist or holds no results.json.
+        FileNotFoundError: when ``root`` does not exist or holds no results.json (or none that is valid JSON,
+            naming them).
     """
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root}: no such dir; give a sweep dir (logs/<task>/multiruns/<time>) or a runs dir")
-    rows = []
+    rows, invalid = [], []
     for path in sorted(root.rglob("results.json")):
         if "artifact" in path.parts:
             continue
         try:
             r = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             log.warning("Skipping %s: not valid JSON (%s)", path, e)
+            invalid.append(f"{path} ({e})")
             continue
         row = _row_from_results(path, r)
         rows.append(row)
         if r.get("baseline") and row["status"] == "finished":
             rows.append(_baseline_row(path, r, row))
+    if not rows and invalid:
+        raise FileNotFoundError(
+            f"{root}: no readable results.json under it; not valid JSON: {'; '.join(invalid)}. Re-run those jobs "
+            "(a sweep re-run into the same dir redoes them)"
+        )
     if not rows:
         raise FileNotFoundError(f"{root}: no results.json under it; run `python train.py -m ...` first")
     return pd.DataFrame(rows)

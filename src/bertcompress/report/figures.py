@@ -198,7 +198,7 @@ def pareto_plot(agg: pd.DataFrame, path: Path) -> Path:
 
     d = agg.dropna(subset=["macro_f1", "latency_p50_ms"])
     fig, ax = plt.subplots(figsize=(10, 6.5))
-    size = d["size_mb"].fillna(1.0).clip(lower=0.5)
+    size = pd.to_numeric(d["size_mb"], errors="coerce").fillna(1.0).clip(lower=0.5)
     area = 30 + 900 * np.sqrt(size / size.max())
     # one colour per model before compression (teacher, each student, the floor), so that every bubble
     # can be told apart; the non-dominated ones get a thick red edge and a number

@@ -159,7 +159,10 @@ def _md(df: pd.DataFrame) -> str:
 
 
 def pareto_table(agg: pd.DataFrame) -> pd.DataFrame:
-    """The non-dominated rows, fastest first: model, macro-F1, latency p50 (ms), size (MB)."""
+    """The non-dominated rows, fastest first: model, macro-F1, latency p50 (ms), size (MB); empty when no
+    configuration finished."""
+    if agg.empty or "pareto" not in agg:
+        return pd.DataFrame(columns=["model", "macro_f1", "latency_p50_ms", "size_mb"])
     front = agg[agg["pareto"]].sort_values("latency_p50_ms")
     return front[["model", "macro_f1", "latency_p50_ms", "size_mb"]].round(2)
 
