@@ -60,7 +60,9 @@ def sweep(tmp_path_factory, tiny_bert_dir):
 @requires_ubmec
 def test_multirun_runs_every_combination_records_the_failure_and_reuses_caches(sweep):
     tmp, _, proc = sweep
-    assert proc.returncode == 0, proc.stderr[-3000:]  # the failed job did not stop the sweep
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the failed job did not stop the sweep, but fails the command
+    assert "Sweep of 4 jobs: 3 finished, 0 skipped (finished before), 1 failed" in proc.stdout
+    assert "structured pruning needs a transformer" in proc.stdout.split("Sweep of 4 jobs")[1]
     results = _results(_sweep_dir(tmp, "grid"))
     assert set(results) == {"none+none", "cnn+none", "none+prune_structured", "cnn+prune_structured"}
     # readable, stable job dirs: the group choices plus a hash of the other overrides
@@ -84,7 +86,8 @@ def test_rerunning_a_sweep_skips_finished_jobs_and_redoes_failed_ones(sweep):
     dirs = {k: r["dir"] for k, r in _results(_sweep_dir(tmp, "grid")).items()}
     before = {k: (_sweep_dir(tmp, "grid") / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
     again = _train_m(tmp, overrides, "grid")
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 1, again.stderr[-3000:]  # the failed job failed again
+    assert "Sweep of 4 jobs: 0 finished, 3 skipped (finished before), 1 failed" in again.stdout
     after = {k: (_sweep_dir(tmp, "grid") / d / "results.json").stat().st_mtime_ns for k, d in dirs.items()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed == {"cnn+prune_structured"}  # only the failed job ran again
@@ -116,7 +119,9 @@ def _hydra_compose(overrides):
 
 
 def test_default_sweep_is_the_papers_grid():
-    params = _hydra_compose([]).hydra.sweeper.params
+    sweeper = _hydra_compose([]).hydra.sweeper
+    assert sweeper._target_ == "hydra_plugins.bertcompress_sweeper.GridSweeper" and not sweeper.params
+    params = sweeper.default_params
     assert params == {
         "teacher": "banglabert,mbert",
         "student": "none,distil_mbert_mini",
@@ -135,6 +140,23 @@ def test_default_sweep_is_the_papers_grid():
     sizes = [len(str(v).split(",")) for v in grid.values()]
     assert grid["+teacher.module.layer_lr_decay"] == "1.0,0.85" and sizes.count(2) == 4  # 16 teacher recipes
     assert grid.student == "none" and grid.compression == "none" and sizes.count(1) == 3
+
+
+def test_preflight_stops_a_sweep_whose_models_cannot_be_had(tmp_path):
+    proc = _train_m(tmp_path, ["teacher=banglabert,me5_small", "student=none", "compression=none"], "pre")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "The sweep was not started: 2 jobs were checked" in proc.stderr
+    assert "csebuetnlp/banglabert (teacher, 1 job(s))" in proc.stderr and "teacher=me5_small" in proc.stderr
+    assert "me5" not in proc.stderr.split("cannot be had here:")[1].split("Drop them")[0]
+    assert not _sweep_dir(tmp_path, "pre").exists() or not list(_sweep_dir(tmp_path, "pre").glob("*/results.json"))
+
+
+def test_command_line_axes_are_not_mixed_with_the_default_grid(tmp_path):
+    """Two jobs, not the 16 of teacher {banglabert, mbert} x compression {4} mixed in; T=0 is refused first."""
+    proc = _train_m(tmp_path, ["student=cnn", "student.loss.temperature=0,2"], "axes")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "2 jobs were checked" in proc.stderr
+    assert "ValueError: student.loss.temperature=0: the temperature T must be > 0" in proc.stderr
 
 
 def test_submitit_ddp_and_optuna_configs_compose(tmp_path):

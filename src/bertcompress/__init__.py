@@ -48,7 +48,16 @@ def threads_per_job(threads: int) -> int:
 
 
 # overrides that never name a job dir: where things are written, how they are logged, sweep settings
-_NOT_IN_DIRNAME = ("hydra.", "hydra/", "paths.", "logger", "sweep_name", "experiment", "skip_finished")
+_NOT_IN_DIRNAME = (
+    "hydra.",
+    "hydra/",
+    "paths.",
+    "logger",
+    "sweep_name",
+    "experiment",
+    "skip_finished",
+    "sweep_preflight",
+)
 
 
 def job_dirname(overrides) -> str:

