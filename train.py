@@ -22,8 +22,12 @@ os.environ.setdefault("BERTCOMPRESS_ROOT", str(Path(__file__).resolve().parent))
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from bertcompress.pipeline import metric_value, run_job
+    from bertcompress.utils.logs import exit_with_message, user_input_errors
 
-    results = run_job(cfg)
+    try:
+        results = run_job(cfg)
+    except user_input_errors() as e:  # bad data or config: the message as the last line, the traceback in the log
+        raise exit_with_message(e) from e
     return metric_value(results, cfg.get("optimized_metric"))  # what an Optuna sweep optimises
 
 

@@ -126,7 +126,7 @@ def _hf_artifact(tmp_path, tiny_bert_dir):
     ],
 )
 def test_damaged_artifact_raises_one_artifact_error_naming_the_file(damage, match, tmp_path, tiny_bert_dir):
-    from bertcompress.compression.artifact import ArtifactError, load_artifact
+    from bertcompress.runtime import ArtifactError, load_artifact
 
     path = _hf_artifact(tmp_path, tiny_bert_dir)
     manifest, weights = path / "manifest.json", path / "model.safetensors"
@@ -145,7 +145,7 @@ def test_damaged_artifact_raises_one_artifact_error_naming_the_file(damage, matc
 
 
 def test_damaged_zip_and_pickle_weights_name_the_file(tmp_path, tfidf_artifact):
-    from bertcompress.compression.artifact import ArtifactError, load_artifact
+    from bertcompress.runtime import ArtifactError, load_artifact
 
     (tfidf_artifact / "model.pkl").write_bytes(b"\x80\x05garbage")
     with pytest.raises(ArtifactError, match=r"tfidf: the sklearn artifact could not be loaded.*model\.pkl"):

@@ -176,7 +176,7 @@ def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_ber
     from omegaconf import OmegaConf
 
     from bertcompress.compression.apply import compress_and_save
-    from bertcompress.compression.artifact import load_artifact
+    from bertcompress.runtime import load_artifact
 
     final = _final_model(tiny_bert_dir)
     texts = ubmec_texts[:40]
@@ -240,7 +240,7 @@ def test_dynamic_int8_agrees_with_fp32_on_a_trained_tiny_model(tmp_path, tiny_ru
     # ties, which any rounding flips, and agreement would measure the ties rather than int8
     trained = ["teacher.epochs=3", "teacher.module.optimizer.lr=2e-3", "data.limit_train=256", "data.limit_test=200"]
     fp32 = run(compose([*tiny_run_overrides, *trained], tmp_path / "a"))
-    from bertcompress.compression.artifact import load_artifact
+    from bertcompress.runtime import load_artifact
 
     texts = ubmec_texts[-300:]
     ref = load_artifact(tmp_path / "a" / "run" / "artifact").predict_proba(texts).argmax(-1)

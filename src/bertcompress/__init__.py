@@ -2,7 +2,10 @@
 
 from omegaconf import OmegaConf
 
+from bertcompress.utils.logs import quiet_known_noise
+
 __version__ = "0.1.0"
+quiet_known_noise()  # third-party lines that tell a user nothing (bertcompress.utils.logs), before they are printed
 
 
 def run_name(teacher: str, student: str = "none", compression: str = "none") -> str:

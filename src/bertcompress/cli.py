@@ -31,7 +31,7 @@ def predict(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from bertcompress.compression.artifact import load_artifact
+    from bertcompress.runtime import load_artifact
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -81,8 +81,8 @@ def bench(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write the result JSON here (atomically)")
     args = parser.parse_args(argv)
     from bertcompress.benchmark.bench import benchmark
-    from bertcompress.compression.artifact import load_artifact
     from bertcompress.data.readers import clean_frame, read_table
+    from bertcompress.runtime import load_artifact
     from bertcompress.utils.io import atomic_write_json
 
     predictor = load_artifact(args.artifact, threads=args.threads)

@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,6 @@ from bertcompress.benchmark.bench import benchmark
 from bertcompress.benchmark.machine import machine_info
 from bertcompress.benchmark.params import count_parameters
 from bertcompress.compression.apply import FinalModel, compress_and_save, validate_compression
-from bertcompress.compression.artifact import hf_predictor, load_artifact
 from bertcompress.data.augment import TransferSet, build_transfer_set
 from bertcompress.data.datamodule import ClassificationDataModule, EncodedDataset, TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
@@ -47,9 +47,10 @@ from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.models.student_builder import build_student
 from bertcompress.models.students import HFStudent, fold_class_bias
 from bertcompress.report.tracking import log_results
+from bertcompress.runtime import hf_predictor, load_artifact
 from bertcompress.utils.instantiate import finish_loggers, instantiate_callbacks, instantiate_loggers
 from bertcompress.utils.io import atomic_dir, atomic_write_json, flatten_dict, stable_hash
-from bertcompress.utils.seeding import SCHEME, seed_stage
+from bertcompress.utils.seeding import SCHEME, SeedEachEpoch, seed_stage
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
     }
 
 
+def partial_dir(cfg: DictConfig, kind: str, cache_dir: Path) -> Path:
+    """Where an unfinished fit of the result cached at ``cache_dir`` keeps its checkpoints (to resume)."""
+    return Path(cfg.paths.cache_dir) / "partial" / kind / cache_dir.name
+
+
 def teacher_cache_path(cfg: DictConfig, key: dict) -> Path:
     return Path(cfg.paths.cache_dir) / "teachers" / f"{teacher_name(cfg)}-{stable_hash(key)}"
 
@@ -163,8 +169,9 @@ def get_teacher(
         return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
 
     log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
+    resume_dir = partial_dir(cfg, "teachers", cache_dir) if cfg.get("use_teacher_cache", True) else None
     train_time, epochs, best_val = _fit_best(
-        module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir, seed=(cfg.seed, "teacher/fit")
+        module, dm, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir, (cfg.seed, "teacher/fit"), resume_dir
     )
     meta = {
         "teacher": cfg.teacher.name,
@@ -180,6 +187,8 @@ def get_teacher(
         module.save_pretrained(tmp, tokenizer)
         atomic_write_json(tmp / META_FILE, meta)
     log.info("Saved fine-tuned teacher to %s", cache_dir)
+    if resume_dir is not None:
+        shutil.rmtree(resume_dir, ignore_errors=True)  # the fit is whole and cached: nothing to resume
     return TeacherResult(module, encoder, cache_dir, False, train_time, meta)
 
 
@@ -246,26 +255,55 @@ def _fit_best(
     extra_callbacks: list,
     ckpt_subdir: str,
     seed: tuple[int, str],
+    resume_dir: Path | None = None,
 ) -> tuple[float, int, float | None]:
     """Fit with the configured callbacks (checkpoints under ``ckpt_subdir``) and restore the best weights.
-    ``seed`` = (run seed, stage name): every RNG is re-seeded for the stage just before the fit (dropout,
-    data order), so what ran before it (a cache computed or read) does not change the result.
+
+    ``seed`` = (run seed, stage name): every RNG is re-seeded for the stage before the fit and at each epoch
+    (dropout; the data order follows (seed, epoch) through the sampler), so what ran before it (a cache
+    computed or read) does not change the result. ``resume_dir`` (a dir keyed by the result's cache key):
+    the checkpoints go there, ``last.ckpt`` with the whole training state after every epoch, and a fit
+    that finds one resumes from it (epoch count, optimizer, scheduler, early stopping, best checkpoint);
+    the caller removes the dir once the result is cached.
 
     Returns:
         (train time in s, epochs run, best value of the monitored val metric (task.monitor) or None).
     """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     for cb in callbacks:
         if getattr(cb, "dirpath", None):
-            cb.dirpath = str(Path(cb.dirpath) / ckpt_subdir)
+            cb.dirpath = str(resume_dir) if resume_dir else str(Path(cb.dirpath) / ckpt_subdir)
     if not loggers:
         callbacks = [c for c in callbacks if type(c).__name__ != "LearningRateMonitor"]
+    callbacks.append(SeedEachEpoch(*seed))
+    ckpt_path = None
+    if resume_dir is not None and not cfg.trainer.get("fast_dev_run"):
+        callbacks.append(  # the newest epoch's whole training state, as last.ckpt (monitor None: the latest one)
+            ModelCheckpoint(
+                dirpath=resume_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+            )
+        )
+        if (resume_dir / "last.ckpt").is_file():
+            ckpt_path = str(resume_dir / "last.ckpt")
+            log.info("Resuming the interrupted fit from %s", ckpt_path)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, max_epochs=max_epochs, callbacks=callbacks + extra_callbacks, logger=loggers or False
     )
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     seed_stage(*seed)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        interrupted = trainer.received_sigterm or trainer.interrupted
+    except SIGTERMException:
+        interrupted = True
+    if interrupted:
+        where = f"; run the same command again to resume from {resume_dir / 'last.ckpt'}" if resume_dir else ""
+        log.error("The %s fit was interrupted: nothing was cached%s", ckpt_subdir, where)
+        raise SystemExit(143)  # 128 + SIGTERM, as a shell reports a terminated process
     elapsed = time.perf_counter() - start
     for lg in loggers:
         # WandbLogger(log_model=True) keeps a weak proxy to this fit's ModelCheckpoint and scans it again
@@ -278,7 +316,7 @@ def _fit_best(
             lg._checkpoint_callbacks.clear()
     best = _best_state(trainer)
     if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         log.info("Restored best checkpoint %s", best)
     score = getattr(trainer.checkpoint_callback, "best_model_score", None) if trainer.checkpoint_callback else None
     return elapsed, trainer.current_epoch, _metric(trainer, _monitor(cfg), score)
@@ -624,8 +662,9 @@ def run_student(
     )
     dm.set_encoder(bundle.encoder)
     try:
+        resume_dir = partial_dir(cfg, "students", cache_dir) if cfg.get("use_student_cache", True) else None
         train_time, epochs, best_val = _fit_best(
-            module, dm, cfg, loggers, int(s.epochs), extra, "student", seed=(cfg.seed, "student/fit")
+            module, dm, cfg, loggers, int(s.epochs), extra, "student", (cfg.seed, "student/fit"), resume_dir
         )
     finally:
         dm.set_transfer(None)  # the transfer set is for distillation only
@@ -652,6 +691,7 @@ def run_student(
         with atomic_dir(cache_dir) as tmp:
             torch.save(state, tmp / "student.pt")
             atomic_write_json(tmp / STUDENT_META, {"key": key, "block": block})
+        shutil.rmtree(partial_dir(cfg, "students", cache_dir), ignore_errors=True)
     return bundle, {**block, "class_bias": class_bias, "test": test, "cache_hit": False, "cache_dir": str(cache_dir)}
 
 

@@ -34,8 +34,8 @@ import torch
 
 from bertcompress.benchmark.machine import load_average_1min, machine_info
 from bertcompress.benchmark.params import count_parameters
-from bertcompress.compression.artifact import Predictor
 from bertcompress.metrics import task_metrics
+from bertcompress.runtime import Predictor
 
 log = logging.getLogger(__name__)
 

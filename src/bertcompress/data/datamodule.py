@@ -81,6 +81,24 @@ class PadCollator:
         return dict(self._collate(items))
 
 
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A shuffled order that depends only on (seed, epoch), as ``DistributedSampler`` does: Lightning calls
+    :meth:`set_epoch` before each epoch, so a fit resumed at epoch k sees the order the uninterrupted fit saw."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
 class ClassificationDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`load_splits`; this class does the rest.
 
@@ -266,14 +284,15 @@ class ClassificationDataModule(L.LightningDataModule):
         return self._loader(self.dataset(split, encoder), encoder, bs, shuffle)
 
     def _loader(self, ds, encoder: TextEncoder, batch_size: int, shuffle: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
+        # the loader's own generator (worker base seeds) and a per-epoch sampler: iterating it never draws
+        # from the global RNG, whose per-epoch state drives dropout (bertcompress.utils.seeding.SeedEachEpoch)
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None,
             collate_fn=self.collator(encoder),
             num_workers=self.num_workers,
-            generator=gen if shuffle else None,
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -51,7 +51,14 @@ def _instantiate_each(cfg: DictConfig | None, what: str, before=None) -> list:
 
 def instantiate_loggers(cfg: DictConfig | None) -> list:
     """One logger per entry with a ``_target_``; W&B's mode is settled before it starts."""
-    return _instantiate_each(cfg, "logger", lambda conf: prepare_wandb_env() if "Wandb" in conf._target_ else None)
+    loggers = _instantiate_each(cfg, "logger", lambda conf: prepare_wandb_env() if "Wandb" in conf._target_ else None)
+    for lg in loggers:
+        # Lightning passes anonymous=None to wandb.init, which wandb 0.19+ answers with "The anonymous setting
+        # has no effect": leave the setting out unless it was asked for
+        init = getattr(lg, "_wandb_init", None)
+        if isinstance(init, dict) and init.get("anonymous") is None:
+            init.pop("anonymous", None)
+    return loggers
 
 
 def instantiate_callbacks(cfg: DictConfig | None) -> list:

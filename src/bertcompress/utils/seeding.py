@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
+import lightning as L
+
 # the seeding scheme: part of the teacher and student cache keys, so weights trained under another scheme
 # (one global seed at start-up, whose later draws depended on the cache state) are never reused
 SCHEME = "per-stage-v1"
@@ -25,8 +27,19 @@ def stage_seed(seed: int, stage: str) -> int:
 
 def seed_stage(seed: int, stage: str) -> int:
     """Seed ``random``, numpy and torch (and dataloader workers) for ``stage``; returns the derived seed."""
-    import lightning as L
-
     derived = stage_seed(seed, stage)
     L.seed_everything(derived, workers=True, verbose=False)
     return derived
+
+
+class SeedEachEpoch(L.Callback):
+    """Re-seed every RNG at the start of each training epoch from (run seed, stage, epoch): the dropout of
+    epoch k does not depend on what ran before it, so a fit resumed from the checkpoint of epoch k-1 draws
+    what the uninterrupted fit drew. (The train loader's sampler seeds the data order per epoch:
+    :class:`bertcompress.data.datamodule.EpochShuffleSampler`.)"""
+
+    def __init__(self, seed: int, stage: str):
+        self.seed, self.stage = int(seed), stage
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seed_stage(self.seed, f"{self.stage}/epoch{trainer.current_epoch}")

@@ -1,0 +1,6 @@
+"""Load and run saved artifacts: ``load_artifact(dir) -> Predictor`` (raw texts in, probabilities out)."""
+
+from bertcompress.runtime.load import ArtifactError, hf_predictor, load_artifact, read_manifest
+from bertcompress.runtime.predictor import Predictor
+
+__all__ = ["ArtifactError", "Predictor", "hf_predictor", "load_artifact", "read_manifest"]

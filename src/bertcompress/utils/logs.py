@@ -1,0 +1,100 @@
+"""One place for the third-party log lines that tell a user nothing, filtered by logger (or warning
+module) and message, and for how a run reports an error in the user's input.
+
+Only the exact lines listed in :data:`NOISE` and :data:`WARNINGS` are dropped; nothing of this
+project's own logging or warnings is ever filtered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+# (logger name, message pattern): dropped at that logger
+NOISE: tuple[tuple[str, str], ...] = (
+    # torchao's optional CUDA/CUTLASS kernels that a CPU build does not ship, and its Triton probe
+    ("torchao", r"^Failed to load .*torchao/_C_(mxfp8|cutlass_90a)"),
+    ("torchao.kernel.intmm", r"Detected no triton"),
+    # torchao registers Enum subclasses that torch now supports natively
+    ("torch.utils._pytree", r"is an Enum subclass and is now natively supported"),
+    # Lightning's adverts for litlogger / litmodels
+    ("lightning.pytorch.utilities.rank_zero", r"^💡 Tip: For seamless cloud"),
+    # ONNX Runtime's advice to run its shape-inference pre-processing before quantizing
+    ("root", r"consider (to run )?pre-processing before quantization"),
+)
+# (warning module regex, message regex): warnings raised by libraries inside other libraries
+WARNINGS: tuple[tuple[str, str], ...] = (
+    (r"lightning\.pytorch\.utilities\._pytree", r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
+)
+# a transformers load report is noise when every key it lists is an UNEXPECTED classification-head key:
+# a classifier's encoder loaded without its head on purpose (the static students' embeddings)
+_HEAD_REPORT = re.compile(r"LOAD REPORT")
+_HEAD_KEY = re.compile(r"^(classifier|pooler|score|qa_outputs|lm_head|cls)\b[\w.]*$")
+
+
+class _Drop(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+class _HeadOnlyLoadReport(logging.Filter):
+    """Drop a transformers LOAD REPORT whose rows are all UNEXPECTED classification-head keys."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not _HEAD_REPORT.search(message):
+            return True
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+        rows = [m.groups() for m in re.finditer(r"^\s*([\w.]+)\s*\|\s*([A-Z]+)\s*\|", plain, re.M)]
+        rows = [(k, status) for k, status in rows if k.lower() != "key"]
+        return not rows or not all(status == "UNEXPECTED" and _HEAD_KEY.match(k) for k, status in rows)
+
+
+_installed = False
+
+
+def quiet_known_noise() -> None:
+    """Install the filters (idempotent); called when ``bertcompress`` is imported."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    for name, pattern in NOISE:
+        logging.getLogger(None if name == "root" else name).addFilter(_Drop(pattern))
+    logging.getLogger("transformers.modeling_utils").addFilter(_HeadOnlyLoadReport())
+    for module, message in WARNINGS:
+        warnings.filterwarnings("ignore", message=message, module=module)
+
+
+def log_traceback_to_files(exc: BaseException, message: str) -> None:
+    """Write ``message`` and the traceback of ``exc`` to the file handlers of the root logger only (the
+    run's log file), so that the console shows the one-line error and the log keeps the details."""
+    record = logging.LogRecord(
+        "bertcompress", logging.ERROR, __file__, 0, message, None, (type(exc), exc, exc.__traceback__)
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def user_input_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that report a mistake in the user's input (data, config, a model that cannot be
+    had, a damaged artifact): a run shows their one-line message, not a traceback."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bertcompress.models.resolver import ModelUnavailableError
+
+    return ValueError, FileNotFoundError, ModelUnavailableError, OmegaConfBaseException
+
+
+def exit_with_message(exc: BaseException) -> SystemExit:
+    """A :class:`SystemExit` (status 1) whose text, printed last, is the error's one line; the traceback
+    goes to the run's log file."""
+    line = f"{type(exc).__name__}: {exc}"
+    log_traceback_to_files(exc, line)
+    return SystemExit(f"Error: {line}")
