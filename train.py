@@ -21,8 +21,8 @@ os.environ.setdefault("BERTCOMPRESS_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from bertcompress.errors import exit_with_message, user_input_errors
     from bertcompress.pipeline import metric_value, run_job
-    from bertcompress.utils.logs import exit_with_message, user_input_errors
 
     try:
         results = run_job(cfg)

@@ -34,8 +34,8 @@ if [[ $GROUP == all || $GROUP == dpq ]]; then
   job dpq_bilstm student=bilstm compression=prune_quant
 fi
 if [[ $GROUP == all || $GROUP == multi ]]; then  # stronger teacher signal: multi-teacher KD and augmentation
-  job multi_cnn teacher=me5_tfidf student=cnn
-  job multi_aug_cnn_quant teacher=me5_tfidf student=cnn augment=tang2019 compression=quant
+  job multi_cnn teacher_ensemble=me5_tfidf student=cnn
+  job multi_aug_cnn_quant teacher_ensemble=me5_tfidf student=cnn augment=tang2019 compression=quant
 fi
 if [[ $GROUP == all || $GROUP == ner ]]; then  # sequence labeling: CoNLL-2003 with the me5_small teacher
   # 2 teacher epochs (about 70 min on 2 CPU cores; 3 take about 100); every job shares the cached teacher

@@ -8,8 +8,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from bertcompress.data.conll import ConllDataModule, read_conll
-from bertcompress.data.datamodule import CsvDataModule
+from bertcompress.data.conll import read_conll
+from bertcompress.data.conll_datamodule import ConllDataModule
+from bertcompress.data.corpora import CsvDataModule
 from bertcompress.data.readers import DataError
 from tests.conftest import CONLL, requires_conll
 

@@ -152,7 +152,7 @@ def _final_model(tiny_bert_dir):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from bertcompress.compression.apply import FinalModel
-    from bertcompress.data.datamodule import TextEncoder
+    from bertcompress.data.encoding import TextEncoder
     from bertcompress.models.students import HFStudent
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=6).eval()
@@ -189,6 +189,7 @@ def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_ber
             "name": f"{mode}-{backend}",
             "pruning": None,
             "quantization": {
+                "_target_": "bertcompress.compression.steps.PostTrainingQuantization",
                 "mode": mode,
                 "backend": backend,
                 "quantize_embeddings": True,
@@ -212,7 +213,7 @@ def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_ber
     else:
         import copy
 
-        from bertcompress.compression.quantization import quantize_torch
+        from bertcompress.compression.quant_torch import quantize_torch
 
         in_memory, _ = quantize_torch(copy.deepcopy(final.module), mode, backend)
         with torch.no_grad():
@@ -227,7 +228,7 @@ def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_ber
 
 
 def load_artifact_batches(final, texts):
-    from bertcompress.data.datamodule import PadCollator
+    from bertcompress.data.encoding import PadCollator
 
     ids = final.encoder(texts)
     collate = PadCollator(final.encoder.tokenizer)
@@ -335,10 +336,10 @@ def test_gradual_schedule_prunes_while_finetuning(tmp_path, tiny_run_overrides):
             super().on_train_batch_end(trainer, pl_module, *args)
             steps.append(sparsity(self.modules(pl_module))["overall"])
 
-    import bertcompress.compression.apply as apply_mod
+    import bertcompress.compression.steps as steps_mod
 
-    original = apply_mod.PruningCallback
-    apply_mod.PruningCallback = Spy
+    original = steps_mod.PruningCallback
+    steps_mod.PruningCallback = Spy
     try:
         results = run(
             compose(
@@ -354,7 +355,7 @@ def test_gradual_schedule_prunes_while_finetuning(tmp_path, tiny_run_overrides):
             )
         )
     finally:
-        apply_mod.PruningCallback = original
+        steps_mod.PruningCallback = original
     assert steps == sorted(steps) and 0 < steps[0] < 0.5  # sparsity ramps up during fine-tuning
     report = results["compression"]["pruning"]
     assert report["schedule"] == "gradual" and report["overall"] == pytest.approx(0.5, abs=2e-3)

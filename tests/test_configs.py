@@ -7,23 +7,8 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, compose
 
-GROUPS = [
-    "data",
-    "teacher",
-    "student",
-    "compression",
-    "hardware",
-    "logger",
-    "callbacks",
-    "paths",
-    "hydra",
-    "experiment",
-    "debug",
-    "hparams_search",
-    "baseline",
-    "augment",
-    "task",
-]
+# every group under conf/, so that a new group is composed too
+GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
 
 
 def _options():

@@ -7,7 +7,8 @@ import logging
 import pandas as pd
 import pytest
 
-from bertcompress.data.datamodule import UBMEC_LABELS, CsvDataModule, UBMECDataModule
+from bertcompress.data.corpora import CsvDataModule, UBMECDataModule
+from bertcompress.data.datamodule import UBMEC_LABELS
 from bertcompress.data.readers import DataError
 from tests.conftest import DATA_DIR, UBMEC, requires_ubmec
 
@@ -78,10 +79,10 @@ def test_clean_split_reports_what_it_removed():
 def test_dynamic_padding_and_max_length(tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    from bertcompress.data.datamodule import TextEncoder
+    from bertcompress.data.encoding import TextEncoder
 
     dm = UBMECDataModule(str(UBMEC), max_length=12, batch_size=4, limit_train=16, limit_val=8, limit_test=8)
-    dm.set_encoder(TextEncoder(AutoTokenizer.from_pretrained(tiny_tokenizer_dir), max_length=12))
+    dm = dm.view(TextEncoder(AutoTokenizer.from_pretrained(tiny_tokenizer_dir), max_length=12))
     batch = next(iter(dm.test_dataloader()))
     lengths = batch["attention_mask"].sum(1)
     assert batch["input_ids"].shape[1] == int(lengths.max()) <= 12

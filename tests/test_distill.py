@@ -33,13 +33,14 @@ def test_logits_stay_aligned_when_the_loader_shuffles(tiny_bert_dir):
     import lightning as L
     from transformers import AutoTokenizer
 
-    from bertcompress.data.datamodule import TextEncoder, UBMECDataModule
+    from bertcompress.data.corpora import UBMECDataModule
+    from bertcompress.data.encoding import TextEncoder
     from bertcompress.distill.module import DistillStudent
 
     dm = UBMECDataModule(
         str(__import__("tests.conftest").conftest.UBMEC), limit_train=40, limit_val=8, limit_test=8, batch_size=8
     )
-    dm.set_encoder(TextEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), 16))
+    dm = dm.view(TextEncoder(AutoTokenizer.from_pretrained(tiny_bert_dir), 16))
     logits = {i: torch.tensor([float(i), 0, 0, 0, 0, 0]) for i in dm.ids("train")}
     seen = []
 
@@ -80,7 +81,8 @@ def test_logit_cache_hit_and_invalidation(tmp_path, tiny_bert_dir):
 
     from transformers import AutoTokenizer
 
-    from bertcompress.data.datamodule import TextEncoder, UBMECDataModule
+    from bertcompress.data.corpora import UBMECDataModule
+    from bertcompress.data.encoding import TextEncoder
     from bertcompress.models.classifier import TeacherFinetune
     from tests.conftest import UBMEC
 
@@ -109,7 +111,8 @@ def test_logit_cache_hit_and_invalidation(tmp_path, tiny_bert_dir):
 def test_teacher_with_another_label_set_is_rejected(tmp_path, tiny_bert_dir):
     from transformers import AutoTokenizer
 
-    from bertcompress.data.datamodule import TextEncoder, UBMECDataModule
+    from bertcompress.data.corpora import UBMECDataModule
+    from bertcompress.data.encoding import TextEncoder
     from bertcompress.models.classifier import TeacherFinetune
     from tests.conftest import UBMEC
 
@@ -349,7 +352,7 @@ def test_cnn_bag_student_exports_to_static_int8_onnx(tmp_path, tiny_tokenizer_di
     from transformers import AutoTokenizer
 
     from bertcompress.compression.apply import FinalModel, compress_and_save
-    from bertcompress.data.datamodule import PadCollator, TextEncoder
+    from bertcompress.data.encoding import PadCollator, TextEncoder
     from bertcompress.models.students import StaticEmbedding, cnn_student
     from bertcompress.runtime import load_artifact
 
@@ -367,7 +370,17 @@ def test_cnn_bag_student_exports_to_static_int8_onnx(tmp_path, tiny_tokenizer_di
     batches = [collate([{"input_ids": x} for x in ids[i : i + 8]]) for i in range(0, 40, 8)]
     assert len({b["input_ids"].shape[1] for b in batches}) > 1  # the graph must take varying lengths
     quant = {"mode": "static", "backend": "onnxruntime", "quantize_embeddings": True, "calibration_batches": 2}
-    cfg = OmegaConf.create({"name": "quant_static", "pruning": None, "quantization": {**quant, "observer": "minmax"}})
+    cfg = OmegaConf.create(
+        {
+            "name": "quant_static",
+            "pruning": None,
+            "quantization": {
+                "_target_": "bertcompress.compression.steps.PostTrainingQuantization",
+                **quant,
+                "observer": "minmax",
+            },
+        }
+    )
     compress_and_save(final, cfg, tmp_path / "art", calibration_loader=batches)
     predictor = load_artifact(tmp_path / "art")
     graph = onnx.load(str(next((tmp_path / "art").glob("*.onnx")))).graph
@@ -383,7 +396,7 @@ def test_cnn_bag_student_runs_with_its_table_quantized_by_torch_ao():
     ``weight`` is a method, not a tensor) and the student still computes the fp32 function closely."""
     import copy
 
-    from bertcompress.compression.quantization import quantize_torch
+    from bertcompress.compression.quant_torch import quantize_torch
     from bertcompress.models.students import StaticEmbedding, cnn_student
 
     torch.manual_seed(0)

@@ -79,7 +79,12 @@ def test_predict_on_an_onnx_artifact_does_not_import_torchao(tmp_path, tiny_bert
         {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]}
         for b in load_artifact_batches(final, ubmec_texts[:8])
     ]
-    q = {"mode": "dynamic", "backend": "onnxruntime", "quantize_embeddings": True}
+    q = {
+        "_target_": "bertcompress.compression.steps.PostTrainingQuantization",
+        "mode": "dynamic",
+        "backend": "onnxruntime",
+        "quantize_embeddings": True,
+    }
     compress_and_save(
         final, OmegaConf.create({"name": "q", "pruning": None, "quantization": q}), tmp_path / "art", batches
     )

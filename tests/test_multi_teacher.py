@@ -147,7 +147,7 @@ def test_ce_term_is_skipped_for_unlabeled_examples():
 def test_multi_teacher_with_tfidf_and_augmentation_runs_end_to_end(tmp_path, tiny_run_overrides):
     overrides = [
         *tiny_run_overrides,
-        "teacher=me5_tfidf",
+        "teacher_ensemble=me5_tfidf",
         "teacher.primary=tiny_bert",
         "teacher.weight_step=0.25",
         "teacher.members.tfidf_lr.oof_folds=2",
@@ -175,10 +175,10 @@ def test_multi_teacher_with_tfidf_and_augmentation_runs_end_to_end(tmp_path, tin
 def test_transformer_member_with_a_seed_and_tuned_class_bias_runs_end_to_end(tmp_path, tiny_run_overrides):
     from omegaconf import OmegaConf, open_dict
 
-    from bertcompress.pipeline import ENSEMBLE_KEYS
+    from bertcompress.stages.teacher import ENSEMBLE_KEYS
 
     cfg = compose(
-        [*tiny_run_overrides, "teacher=me5_tfidf", "teacher.primary=tiny_bert", "teacher.weight_step=0.25",
+        [*tiny_run_overrides, "teacher_ensemble=me5_tfidf", "teacher.primary=tiny_bert", "teacher.weight_step=0.25",
          "teacher.members.tfidf_lr.oof_folds=2", "+teacher.class_bias=tune", "student=none", "baseline=none",
          "benchmark.enabled=false"],
         tmp_path,
@@ -210,11 +210,13 @@ def test_member_and_class_bias_keys(tmp_path):
     import hydra
     from omegaconf import OmegaConf
 
-    from bertcompress.pipeline import _data_max_length, member_config, student_cache_key, teacher_cache_key
+    from bertcompress.stages.ensemble import member_config
+    from bertcompress.stages.student import student_cache_key
+    from bertcompress.stages.teacher import teacher_cache_key
 
     data = ["data.limit_train=64", "data.limit_val=32", "data.limit_test=32"]
     grid_best = ["teacher=me5_small", "teacher.module.optimizer.lr=1e-4", "+teacher.module.layer_lr_decay=0.85"]
-    cfg = compose(["teacher=me5_seeds_tfidf", *data], tmp_path)
+    cfg = compose(["teacher_ensemble=me5_seeds_tfidf", *data], tmp_path)
     plain = compose([*grid_best, *data], tmp_path)
     seeded = compose([*grid_best, *data, "seed=7", "data.seed=42"], tmp_path)
     dm = hydra.utils.instantiate(cfg.data)
@@ -230,8 +232,8 @@ def test_member_and_class_bias_keys(tmp_path):
     dm_long.setup()
     member = OmegaConf.create({**OmegaConf.to_container(cfg.teacher.members.me5_seed7), "seed": 42, "max_length": 128})
     mcfg = member_config(cfg, member)
-    with _data_max_length(dm, mcfg):
-        assert teacher_cache_key(mcfg, dm) == teacher_cache_key(long, dm_long)
+    member_view = dm.view(max_length=mcfg.data.max_length)  # the member's own length, the datamodule untouched
+    assert teacher_cache_key(mcfg, member_view) == teacher_cache_key(long, dm_long)
     assert dm.max_length == 64 and teacher_cache_key(long, dm_long) != teacher_cache_key(plain, dm)
 
     class Primary:  # student_cache_key reads only the primary's cache dir name
@@ -239,5 +241,6 @@ def test_member_and_class_bias_keys(tmp_path):
 
     assert student_cache_key(cfg, dm, Primary)["ensemble"]["class_bias"] == "tune"
     assert (
-        "class_bias" not in student_cache_key(compose(["teacher=me5_tfidf", *data], tmp_path), dm, Primary)["ensemble"]
+        "class_bias"
+        not in student_cache_key(compose(["teacher_ensemble=me5_tfidf", *data], tmp_path), dm, Primary)["ensemble"]
     )

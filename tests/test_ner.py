@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from bertcompress.data.conll import ConllDataModule, TokenEncoder, align_labels, read_conll, word_predictions
+from bertcompress.data.conll import TokenEncoder, align_labels, read_conll, word_predictions
+from bertcompress.data.conll_datamodule import ConllDataModule
 from bertcompress.data.readers import DataError
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.soft_targets import scatter_token_targets

@@ -89,6 +89,7 @@ def test_smoothed_int8_artifact_round_trips_through_disk(backend, tmp_path, tiny
             "name": "quant",
             "pruning": None,
             "quantization": {
+                "_target_": "bertcompress.compression.steps.PostTrainingQuantization",
                 "mode": "dynamic",
                 "backend": backend,
                 "quantize_embeddings": False,

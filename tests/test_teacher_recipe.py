@@ -33,7 +33,7 @@ def test_layer_wise_lr_decay_groups(tiny_bert_dir):
 def test_layer_lr_decay_override_reaches_the_teacher_and_its_cache_key(tmp_path):
     import hydra
 
-    from bertcompress.pipeline import teacher_cache_key
+    from bertcompress.stages.teacher import teacher_cache_key
     from tests.conftest import compose
 
     plain = compose([], tmp_path)

@@ -136,10 +136,22 @@ def report(argv: list[str] | None = None) -> int:
     """Aggregate every results.json under a sweep or runs dir into tables (CSV, Markdown), PNG figures and
     one self-contained HTML page, written to <dir>/report (or --out)."""
     parser = argparse.ArgumentParser(prog="bertcompress-report", description=report.__doc__)
-    parser.add_argument("root", help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of runs")
-    parser.add_argument("--out", default=None, help="output dir (default: <root>/report)")
+    parser.add_argument("root", nargs="?", help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of runs")
+    parser.add_argument("--out", default=None, help="output dir (default: <root>/report); with --results, the file")
+    parser.add_argument("--results", metavar="DIR", help="write RESULTS.md from the committed summaries in DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.results:
+        from bertcompress.report.results_doc import build_results_doc
+
+        try:
+            print(build_results_doc(args.results, args.out))
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    if not args.root:
+        parser.error("give a sweep or runs dir (or --results DIR)")
     from bertcompress.report.build import make_report
 
     try:

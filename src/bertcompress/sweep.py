@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 
 def _is_sweep(override: str) -> bool:
@@ -48,11 +48,11 @@ def job_models(cfg: DictConfig) -> list[tuple[str, str]]:
 def config_problem(cfg: DictConfig) -> str | None:
     """The first error a job config would raise before training (loss T/alpha, compression), or None."""
     from bertcompress.compression.apply import validate_compression
-    from bertcompress.distill.losses import SoftTargetLoss
+    from bertcompress.distill.losses import loss_from_config
 
     try:
         if cfg.student.get("name", "none") != "none":
-            SoftTargetLoss(**OmegaConf.to_container(cfg.student.loss, resolve=True))
+            loss_from_config(cfg.student.loss)
         validate_compression(cfg.compression)
     except (ValueError, TypeError) as e:
         return f"{type(e).__name__}: {e}"

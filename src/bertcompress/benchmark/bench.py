@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from bertcompress.benchmark.machine import load_average_1min, machine_info
-from bertcompress.benchmark.params import count_parameters
 from bertcompress.metrics import task_metrics
+from bertcompress.models.params import count_parameters
 from bertcompress.runtime import Predictor
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,75 @@ def _time(fn, batch) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+def _interleaved_latency(models: list, singles: list, warmup: int, n_single: int, block_size: int) -> list[list]:
+    """Batch-1 latencies in ms, per model: ``warmup`` untimed runs each, then the timed runs in blocks.
+
+    Each block runs one untimed switch-over call, then ``block_size`` timed calls, model then reference:
+    drift cancels across blocks, and the cost of switching runtimes (thread pools waking up, caches
+    refilled, e.g. torch after ONNX Runtime) stays out of the timings."""
+    lat = [[] for _ in models]
+    for k, m in enumerate(models):  # warm-up runs, untimed
+        for i in range(warmup):
+            m.logits(singles[k][i])
+    timed = list(range(warmup, n_single))
+    for start in range(0, len(timed), block_size):
+        block = timed[start : start + block_size]
+        for k, m in enumerate(models):
+            m.logits(singles[k][block[0]])
+            for i in block:
+                lat[k].append(_time(m.logits, singles[k][i]))
+    return lat
+
+
+def _throughput_time(models: list, bigs: list) -> list[float]:
+    """Seconds per model over the throughput batches (one untimed warm-up batch each), interleaved."""
+    thr_time = [0.0 for _ in models]
+    for k, m in enumerate(models):
+        m.logits(bigs[k][0])
+    for i in range(len(bigs[0])):
+        for k, m in enumerate(models):
+            thr_time[k] += _time(m.logits, bigs[k][i]) / 1000.0
+    return thr_time
+
+
+def _figures(m: Predictor, lat: list, n_big: int, thr_time: float, throughput_batch_size: int) -> dict:
+    """One model's latency (ms), throughput (sequences/s), size (MB) and parameter figures."""
+    lat_k = np.array(lat)
+    return {
+        "latency_ms": {
+            "p50": float(np.percentile(lat_k, 50)),
+            "p95": float(np.percentile(lat_k, 95)),
+            "mean": float(lat_k.mean()),
+            "runs": len(lat_k),
+            "batch_size": 1,
+        },
+        "throughput_seq_s": n_big / thr_time if thr_time else None,
+        "throughput_batch_size": throughput_batch_size,
+        "size_mb": file_mb(m.weights_file),
+        "size_zip_mb": zipped_mb(m.weights_file),
+        "params": artifact_params(m),
+        "format": m.manifest.get("format"),
+        "max_length": m.encoder.max_length if m.encoder is not None else None,
+    }
+
+
+def _test_figures(m: Predictor, texts: Sequence, labels: Sequence) -> dict:
+    """One model's test metrics and Buuri 2022's inference totals (batch 64)."""
+    start = time.perf_counter()
+    preds = m.predict_labels(texts)
+    total = time.perf_counter() - start
+    return {
+        "test": task_metrics(m.task, labels, preds, m.label_names),
+        "inference": {
+            "samples": len(texts),
+            "total_time_s": total,
+            "samples_per_s": len(texts) / total,
+            "latency_per_sample_ms": 1000.0 * total / len(texts),
+            "batch_size": 64,
+        },
+    }
+
+
 def benchmark(
     predictor: Predictor,
     texts: Sequence[str],
@@ -143,57 +212,13 @@ def benchmark(
     singles = [m.batches(texts[:n_single], batch_size=1) for m in models]
     n_big = min(throughput_batches * throughput_batch_size, len(texts))
     bigs = [m.batches(texts[:n_big], batch_size=throughput_batch_size) for m in models]
-    lat = [[] for _ in models]
-    for k, m in enumerate(models):  # warm-up runs, untimed
-        for i in range(min(warmup, n_single)):
-            m.logits(singles[k][i])
-    timed = list(range(min(warmup, n_single), n_single))
-    # interleave in blocks: each block runs one untimed switch-over call, then `block_size` timed calls,
-    # model then reference. Drift cancels across blocks, and the cost of switching runtimes (thread
-    # pools waking up, caches refilled, e.g. torch after ONNX Runtime) stays out of the timings.
-    for start in range(0, len(timed), block_size):
-        block = timed[start : start + block_size]
-        for k, m in enumerate(models):
-            m.logits(singles[k][block[0]])
-            for i in block:
-                lat[k].append(_time(m.logits, singles[k][i]))
-    thr_time = [0.0 for _ in models]
-    for k, m in enumerate(models):  # one untimed warm-up batch
-        m.logits(bigs[k][0])
-    for i in range(len(bigs[0])):
-        for k, m in enumerate(models):
-            thr_time[k] += _time(m.logits, bigs[k][i]) / 1000.0
+    lat = _interleaved_latency(models, singles, min(warmup, n_single), n_single, block_size)
+    thr_time = _throughput_time(models, bigs)
 
     def block(k: int, m: Predictor, evaluate: bool = evaluate) -> dict:
-        lat_k = np.array(lat[k])
-        out = {
-            "latency_ms": {
-                "p50": float(np.percentile(lat_k, 50)),
-                "p95": float(np.percentile(lat_k, 95)),
-                "mean": float(lat_k.mean()),
-                "runs": len(lat_k),
-                "batch_size": 1,
-            },
-            "throughput_seq_s": n_big / thr_time[k] if thr_time[k] else None,
-            "throughput_batch_size": throughput_batch_size,
-            "size_mb": file_mb(m.weights_file),
-            "size_zip_mb": zipped_mb(m.weights_file),
-            "params": artifact_params(m),
-            "format": m.manifest.get("format"),
-            "max_length": m.encoder.max_length if m.encoder is not None else None,
-        }
+        out = _figures(m, lat[k], n_big, thr_time[k], throughput_batch_size)
         if evaluate:
-            start = time.perf_counter()
-            preds = m.predict_labels(texts)
-            total = time.perf_counter() - start
-            out["test"] = task_metrics(m.task, labels, preds, m.label_names)
-            out["inference"] = {
-                "samples": len(texts),
-                "total_time_s": total,
-                "samples_per_s": len(texts) / total,
-                "latency_per_sample_ms": 1000.0 * total / len(texts),
-                "batch_size": 64,
-            }
+            out.update(_test_figures(m, texts, labels))
         return out
 
     result = block(0, predictor)

@@ -16,12 +16,10 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import torch
 from torch import nn
 
 from bertcompress.compression.artifact import meta_skeleton
@@ -30,7 +28,11 @@ from bertcompress.compression.smoothquant import check_alpha, smooth_linears
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torchao", "torch_ao", "onnxruntime")
+
+
 MODES = ("dynamic", "static", "fp16", "bf16")
+
+
 OBSERVERS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
@@ -84,103 +86,6 @@ def check_quant_config(
         raise QuantizationError(
             f"backend 'onnxruntime' here exports fp32 graphs only; use {mode} with backend=torch_ao"
         )
-
-
-def quantizable_linears_filter(exclude: Sequence[str] = ("classifier",)):
-    """A torchao ``filter_fn``: Linear layers whose name does not contain any of ``exclude``."""
-
-    def keep(module: nn.Module, fqn: str) -> bool:
-        return isinstance(module, nn.Linear) and not any(e in fqn for e in exclude)
-
-    return keep
-
-
-def _torch_ao_quantize_dynamic(model: nn.Module, embeddings: bool = False, per_channel: bool = False) -> nn.Module:
-    """The one adapter to the deprecated ``torch.ao.quantization`` API.
-
-    Linear and LSTM get dynamic int8; with ``embeddings`` the large embedding tables (>= 1024 rows,
-    i.e. the word embeddings) get 8-bit weight-only quantization (per-row float qparams). With
-    ``per_channel`` the Linear weights get one scale per output row instead of one per matrix
-    (LSTM weights stay per tensor: torch.ao has no per-channel dynamic LSTM).
-    """
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from torch.ao.quantization import (
-            default_dynamic_qconfig,
-            float_qparams_weight_only_qconfig,
-            per_channel_dynamic_qconfig,
-            quantize_dynamic,
-        )
-
-        linear_qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
-        spec: dict = {nn.Linear: linear_qconfig, nn.LSTM: default_dynamic_qconfig}
-        if embeddings:
-            spec.update(
-                {
-                    name: float_qparams_weight_only_qconfig
-                    for name, m in model.named_modules()
-                    if isinstance(m, nn.Embedding) and m.num_embeddings >= 1024
-                }
-            )
-        return quantize_dynamic(model, spec, dtype=torch.qint8)
-
-
-def quantize_torch(
-    model: nn.Module, mode: str, backend: str, quantize_embeddings: bool = False, per_channel: bool = False
-) -> tuple[nn.Module, dict]:
-    """Quantize a torch model in eval mode; returns ``(model, report)``.
-
-    ``quantize_embeddings`` (torch_ao only) also stores the word-embedding table in 8 bits; torch
-    dynamic int8 otherwise leaves embeddings fp32 (mBERT: 455 MB instead of 178 MB).
-    ``per_channel`` (torch_ao only; torchao's int8 config is per channel already): per-row weight scales.
-    The report says which module types ended up quantized and which stayed fp32.
-    """
-    check_quant_config(mode, backend, 1)
-    model = model.eval()
-    if mode in {"fp16", "bf16"}:
-        dtype = torch.float16 if mode == "fp16" else torch.bfloat16
-        model = model.to(dtype)
-        return model, {"mode": mode, "backend": "torch", "weights": str(dtype), "quantized": ["all parameters"]}
-    if backend == "torchao":
-        try:
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
-        except ImportError as e:
-            raise QuantizationError(f"backend 'torchao' is not installed ({e}): pip install torchao") from e
-        if any(isinstance(m, nn.LSTM) for m in model.modules()):
-            raise QuantizationError("backend 'torchao' has no int8 LSTM; use backend=torch_ao for RNN students")
-        quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=quantizable_linears_filter())
-    else:
-        model = _torch_ao_quantize_dynamic(model, embeddings=quantize_embeddings, per_channel=per_channel)
-    return model, {
-        "mode": mode,
-        "backend": backend,
-        "quantize_embeddings": quantize_embeddings and backend == "torch_ao",
-        **({"per_channel": per_channel} if backend == "torch_ao" else {}),
-        **quantized_parts(model),
-    }
-
-
-def quantized_parts(model: nn.Module) -> dict:
-    """Which parts are int8 and which stayed float: counts of module types and of float parameters."""
-    quantized, floating = {}, {}
-    for _, m in model.named_modules():
-        kind = type(m).__module__ + "." + type(m).__name__
-        w = getattr(m, "weight", None)
-        is_q = (
-            "quantized" in kind
-            or (w is not None and "AffineQuantized" in type(w).__name__)
-            or (w is not None and "Int8" in type(w).__name__)
-            or (w is not None and "Quant" in type(w).__name__)
-        )
-        if "PackedParams" in type(m).__name__:  # the container of a quantized Linear's weights
-            continue
-        if is_q:
-            quantized[type(m).__name__] = quantized.get(type(m).__name__, 0) + 1
-        elif isinstance(m, nn.Embedding | nn.Linear | nn.LSTM | nn.Conv1d):
-            floating[type(m).__name__] = floating.get(type(m).__name__, 0) + 1
-    return {"quantized_modules": quantized, "float_modules": floating}
 
 
 @dataclass
@@ -273,6 +178,9 @@ class QuantizationCallback(L.Callback):
         Raises:
             ValueError: the ONNX backend or SmoothQuant without data, or the ONNX backend without a workdir.
         """
+        from bertcompress.compression.quant_onnx import export_onnx, quantize_onnx  # the backends import this module
+        from bertcompress.compression.quant_torch import quantize_torch
+
         module = module.eval()
         smoothing = None
         if self.smoothquant_alpha is not None:  # check_quant_config allows it for the int8 modes only
@@ -317,144 +225,3 @@ class QuantizationCallback(L.Callback):
         workdir = tempfile.mkdtemp(prefix="bertcompress-ptq-") if self.backend == "onnxruntime" else None
         self.result = self.apply(model, loader, workdir)
         log.info("PTQ (%s, %s) done: %s", self.mode, self.backend, self.result.report)
-
-
-# ---------------------------------------------------------------------------------------------- ONNX
-
-
-class _OnnxWrapper(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
-
-
-def export_onnx(model: nn.Module, path: str | Path, example: dict, opset: int = 17) -> Path:
-    """Export ``model`` (batch -> logits) with dynamic batch and sequence axes (``dynamo=False``).
-
-    Raises:
-        QuantizationError: when onnx/onnxruntime are missing or the export fails.
-    """
-    try:
-        import onnx  # noqa: F401
-    except ImportError as e:
-        raise QuantizationError("backend 'onnxruntime' needs the onnx package: pip install onnx onnxruntime") from e
-    path = Path(path)
-    wrapper = _OnnxWrapper(model.eval()).eval()
-    args = (example["input_ids"][:2], example["attention_mask"][:2])
-    with torch.no_grad():
-        per_token = wrapper(*args).dim() == 3  # sequence labeling: logits (B, T, C)
-        torch.onnx.export(
-            wrapper,
-            args,
-            str(path),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["logits"],
-            dynamic_axes={
-                "input_ids": {0: "batch", 1: "seq"},
-                "attention_mask": {0: "batch", 1: "seq"},
-                "logits": {0: "batch", 1: "seq"} if per_token else {0: "batch"},
-            },
-            opset_version=opset,
-            dynamo=False,
-        )
-    return path
-
-
-class _CalibrationReader:
-    def __init__(self, batches: Iterable[dict]):
-        self._it = iter(
-            [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()} for b in batches]
-        )
-
-    def get_next(self):
-        return next(self._it, None)
-
-
-def quantize_onnx(
-    fp32_path: str | Path,
-    int8_path: str | Path,
-    mode: str = "dynamic",
-    quantize_embeddings: bool = True,
-    calibration: Iterable[dict] | None = None,
-    observer: str = "minmax",
-    per_channel: bool = False,
-) -> dict:
-    """ONNX Runtime int8 PTQ of an exported model.
-
-    Args:
-        quantize_embeddings: also quantize ``Gather`` (the embedding tables).
-        calibration: batches (``input_ids``/``attention_mask`` tensors) for ``static`` mode.
-
-    Returns:
-        A report with the op types quantized and the node counts of the int8 graph.
-    """
-    try:
-        from onnxruntime.quantization import (
-            CalibrationMethod,
-            QuantFormat,
-            QuantType,
-            quantize_dynamic,
-            quantize_static,
-        )
-    except ImportError as e:
-        raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
-    ops = ["MatMul", "Gemm"] + (["Gather"] if quantize_embeddings else [])
-    if mode == "dynamic":
-        quantize_dynamic(
-            str(fp32_path),
-            str(int8_path),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=ops,
-            per_channel=per_channel,
-        )
-    elif mode == "static":
-        if calibration is None:
-            raise ValueError("static quantization needs calibration batches")
-        quantize_static(
-            str(fp32_path),
-            str(int8_path),
-            _CalibrationReader(calibration),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=ops,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=getattr(CalibrationMethod, OBSERVERS[observer]),
-        )
-    else:
-        raise QuantizationError(f"backend 'onnxruntime' does not do mode {mode!r} here")
-    return {
-        "mode": mode,
-        "backend": "onnxruntime",
-        "op_types_to_quantize": ops,
-        "quantize_embeddings": quantize_embeddings,
-        **onnx_graph_report(int8_path),
-    }
-
-
-def onnx_graph_report(path: str | Path) -> dict:
-    """Count quantized vs float nodes and initializer bytes of an ONNX graph."""
-    import onnx
-
-    model = onnx.load(str(path))
-    ops: dict[str, int] = {}
-    for node in model.graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    int8_bytes = float_bytes = 0
-    for init in model.graph.initializer:
-        n = 1
-        for d in init.dims:
-            n *= d
-        if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
-            int8_bytes += n
-        elif init.data_type == onnx.TensorProto.FLOAT:
-            float_bytes += 4 * n
-    quantized_ops = {k: v for k, v in ops.items() if "Integer" in k or "Quant" in k or k.startswith("QLinear")}
-    return {
-        "quantized_ops": quantized_ops,
-        "int8_initializer_mb": int8_bytes / 1e6,
-        "float_initializer_mb": float_bytes / 1e6,
-    }

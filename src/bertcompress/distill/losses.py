@@ -46,6 +46,15 @@ class SoftTargetLoss:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"student.loss.alpha={self.alpha}: alpha must lie in [0, 1]")
 
+    @property
+    def target_temperature(self) -> float:
+        """The temperature the teacher's soft targets are made at: T for ``kl``, 1 for ``mse`` (raw logits)."""
+        return self.temperature if self.mode == "kl" else 1.0
+
+    def describe(self) -> dict:
+        """``{"mode", "temperature", "alpha"}`` for results.json."""
+        return {"mode": self.mode, "temperature": self.temperature, "alpha": self.alpha}
+
     def soft_term(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         """The soft-target term, averaged over the batch. Logits: (N, C) -> scalar."""
         if self.mode == "mse":
@@ -102,3 +111,21 @@ def _masked_ce(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tenso
     if labels is None or not bool((labels != IGNORE_INDEX).any()):
         return logits.new_zeros(())
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+
+
+def loss_from_config(node) -> SoftTargetLoss:
+    """The KD loss of a ``student.loss`` config node: its ``_target_`` class (default :class:`SoftTargetLoss`)
+    called with the other keys. The class's own checks raise as they are (no instantiation wrapper), so a
+    bad T or alpha fails with the message that names the key.
+
+    Raises:
+        ValueError: for an unknown mode, ``temperature <= 0`` or ``alpha`` outside [0, 1].
+    """
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    kwargs = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    target = kwargs.pop("_target_", None)
+    cls = get_class(target) if target else SoftTargetLoss
+    return cls(**kwargs)
+

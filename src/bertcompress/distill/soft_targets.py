@@ -17,7 +17,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from bertcompress.data.datamodule import ClassificationDataModule, PadCollator, TextEncoder
+from bertcompress.data.datamodule import ClassificationDataModule
+from bertcompress.data.encoding import PadCollator, TextEncoder
 from bertcompress.utils.io import atomic_write_bytes, file_sha256, stable_hash
 
 log = logging.getLogger(__name__)

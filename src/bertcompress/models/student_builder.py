@@ -21,9 +21,9 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from bertcompress.benchmark.params import count_parameters
-from bertcompress.data.datamodule import TextEncoder
+from bertcompress.data.encoding import TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.models.params import count_parameters
 from bertcompress.models.resolver import resolve_model
 from bertcompress.models.students import (
     HFStudent,
@@ -84,6 +84,56 @@ def _fasttext_embedding(path: str, texts: list[str]):
     return fast, weight, {"source": "fasttext", "vectors": str(path), "words": len(words), "corpus_coverage": coverage}
 
 
+def _transformer_student(cfg, kind, teacher_dir, label_names, train_texts, cache_dir, task, info: dict):
+    """A hub model (``kind: hf``) or the fine-tuned teacher truncated to some layers (``truncated``), with its
+    vocabulary optionally reduced to the corpus; returns ``(module, tokenizer)`` and fills ``info``."""
+    from transformers import AutoTokenizer
+
+    source = resolve_model(cfg.hub_id, cache_dir=cache_dir) if kind == "hf" else Path(teacher_dir)
+    model = _load_classifier(source, label_names, task)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if kind == "truncated":
+        n = model.config.num_hidden_layers
+        layers = list(cfg.layers) if cfg.get("layers") else truncation_layers(n, int(cfg.num_layers))
+        truncate_layers(model, layers)
+        info.update(teacher_layers=n, layers=layers)
+    if cfg.get("reduce_vocab", False):
+        model, tokenizer, red = reduce_vocabulary(model, tokenizer, train_texts)
+        info["vocab_reduction"] = red.as_dict()
+    if cfg.get("freeze_word_embeddings", False):
+        # `+student.freeze_word_embeddings=true`: the input word-embedding matrix keeps the teacher's
+        # values (me5_small: 96M of 107M params), which halves a CPU KD step; not in the yaml, so
+        # the cached students keep their keys
+        model.get_input_embeddings().weight.requires_grad_(False)
+        info["frozen_word_embeddings"] = int(model.get_input_embeddings().weight.numel())
+    return HFStudent(model), tokenizer
+
+
+def _static_student(cfg, teacher_dir, label_names, train_texts, task, info: dict):
+    """A static-embedding student on the teacher's input embeddings cut to the corpus' tokens (or fastText
+    vectors); returns ``(module, tokenizer, whether the vectors are fastText's)`` and fills ``info``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    emb_cfg = cfg.embedding
+    if emb_cfg.source == "teacher":
+        tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+        table = AutoModel.from_pretrained(teacher_dir).get_input_embeddings().weight.detach()
+        keep = corpus_keep_ids(tokenizer, train_texts, table.shape[0])
+        weight = table[torch.tensor(keep)]
+        tokenizer = reduce_tokenizer(tokenizer, keep)
+        info["embedding"] = {"source": "teacher", "teacher_vocab": int(table.shape[0]), "kept_vocab": len(keep)}
+    elif emb_cfg.source == "fasttext":
+        tokenizer, weight, info["embedding"] = _fasttext_embedding(emb_cfg.vectors, train_texts)
+    else:
+        raise ValueError(f"student.embedding.source={emb_cfg.source!r}: expected 'teacher' or 'fasttext'")
+    embedding = StaticEmbedding(
+        weight, freeze=emb_cfg.freeze, dropout=emb_cfg.get("dropout", 0.1), padding_idx=tokenizer.pad_token_id
+    )
+    extra = {"per_token": True} if task == "ner" else {}
+    module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names), **extra)
+    return module, tokenizer, emb_cfg.source == "fasttext"
+
+
 def build_student(
     cfg: DictConfig,
     teacher_dir: Path,
@@ -112,8 +162,6 @@ def build_student(
     kind = cfg.get("kind")
     if kind not in KINDS:
         raise ValueError(f"student.kind={kind!r} (student={cfg.get('name')}): expected one of {KINDS}")
-    from transformers import AutoTokenizer
-
     info: dict = {"name": cfg.name, "kind": kind}
     if task == "ner":
         train_texts = [" ".join(words) for words in train_texts]  # the vocabulary of the corpus
@@ -125,46 +173,12 @@ def build_student(
             )
     normalizer_name = cfg.get("text_normalizer", teacher_normalizer if kind != "hf" else None)
     if kind in {"hf", "truncated"}:
-        source = resolve_model(cfg.hub_id, cache_dir=cache_dir) if kind == "hf" else Path(teacher_dir)
-        model = _load_classifier(source, label_names, task)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        if kind == "truncated":
-            n = model.config.num_hidden_layers
-            layers = list(cfg.layers) if cfg.get("layers") else truncation_layers(n, int(cfg.num_layers))
-            truncate_layers(model, layers)
-            info.update(teacher_layers=n, layers=layers)
-        if cfg.get("reduce_vocab", False):
-            model, tokenizer, red = reduce_vocabulary(model, tokenizer, train_texts)
-            info["vocab_reduction"] = red.as_dict()
-        if cfg.get("freeze_word_embeddings", False):
-            # `+student.freeze_word_embeddings=true`: the input word-embedding matrix keeps the teacher's
-            # values (me5_small: 96M of 107M params), which halves a CPU KD step; not in the yaml, so
-            # the cached students keep their keys
-            model.get_input_embeddings().weight.requires_grad_(False)
-            info["frozen_word_embeddings"] = int(model.get_input_embeddings().weight.numel())
-        module = HFStudent(model)
-    else:
-        emb_cfg = cfg.embedding
-        if emb_cfg.source == "teacher":
-            from transformers import AutoModel
-
-            tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-            table = AutoModel.from_pretrained(teacher_dir).get_input_embeddings().weight.detach()
-            keep = corpus_keep_ids(tokenizer, train_texts, table.shape[0])
-            weight = table[torch.tensor(keep)]
-            tokenizer = reduce_tokenizer(tokenizer, keep)
-            info["embedding"] = {"source": "teacher", "teacher_vocab": int(table.shape[0]), "kept_vocab": len(keep)}
-        elif emb_cfg.source == "fasttext":
-            tokenizer, weight, emb_info = _fasttext_embedding(emb_cfg.vectors, train_texts)
-            normalizer_name = None
-            info["embedding"] = emb_info
-        else:
-            raise ValueError(f"student.embedding.source={emb_cfg.source!r}: expected 'teacher' or 'fasttext'")
-        embedding = StaticEmbedding(
-            weight, freeze=emb_cfg.freeze, dropout=emb_cfg.get("dropout", 0.1), padding_idx=tokenizer.pad_token_id
+        module, tokenizer = _transformer_student(
+            cfg, kind, teacher_dir, label_names, train_texts, cache_dir, task, info
         )
-        extra = {"per_token": True} if task == "ner" else {}
-        module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names), **extra)
+    else:
+        module, tokenizer, fasttext = _static_student(cfg, teacher_dir, label_names, train_texts, task, info)
+        normalizer_name = None if fasttext else normalizer_name
     info["params"] = count_parameters(module)
     info["text_normalizer"] = normalizer_name
     if task == "ner":

@@ -151,7 +151,8 @@ def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _md(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub Markdown table of ``df`` (``_no runs_`` when empty)."""
     if df.empty:
         return "_no runs_\n"
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
@@ -198,13 +199,13 @@ def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
             f"{int(agg['below_floor'].sum())} neural row(s) do not beat it (⚠).\n"
         )
     for key, title in TABLES.items():
-        parts.append(f"\n## {title}\n\n" + _md(display_table(agg, key)))
+        parts.append(f"\n## {title}\n\n" + markdown_table(display_table(agg, key)))
     parts.append("\n## Pareto front (macro-F1 vs latency p50)\n\n")
-    parts.append(_md(pareto_table(agg)))
+    parts.append(markdown_table(pareto_table(agg)))
     caches = cache_summary(runs)
     if caches:
         parts.append(f"\n{caches}\n")
     if not failed.empty:
         parts.append("\n## Failed jobs\n\n")
-        parts.append(_md(failed[["run_dir", "model", "error"]].fillna("")))
+        parts.append(markdown_table(failed[["run_dir", "model", "error"]].fillna("")))
     return "".join(parts)

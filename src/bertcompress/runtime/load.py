@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bertcompress.data.datamodule import TextEncoder
+from bertcompress.data.encoding import TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
 from bertcompress.runtime.predictor import Predictor
 from bertcompress.utils.manifest import MANIFEST, SKELETON, WEIGHT_FILES

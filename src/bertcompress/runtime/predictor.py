@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bertcompress.data.datamodule import PadCollator, TextEncoder
+from bertcompress.data.encoding import PadCollator, TextEncoder
 
 
 @dataclass

@@ -36,7 +36,7 @@ class SeedEachEpoch(L.Callback):
     """Re-seed every RNG at the start of each training epoch from (run seed, stage, epoch): the dropout of
     epoch k does not depend on what ran before it, so a fit resumed from the checkpoint of epoch k-1 draws
     what the uninterrupted fit drew. (The train loader's sampler seeds the data order per epoch:
-    :class:`bertcompress.data.datamodule.EpochShuffleSampler`.)"""
+    :class:`bertcompress.data.encoding.EpochShuffleSampler`.)"""
 
     def __init__(self, seed: int, stage: str):
         self.seed, self.stage = int(seed), stage

@@ -1,0 +1,155 @@
+"""PTQ in ONNX Runtime: export with ``torch.onnx.export(dynamo=False)``, then ``quantize_dynamic`` or
+``quantize_static`` with calibration batches
+(https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html); the embedding ``Gather`` can be
+quantized too."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bertcompress.compression.quantization import OBSERVERS, QuantizationError
+
+log = logging.getLogger(__name__)
+
+
+class _OnnxWrapper(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def export_onnx(model: nn.Module, path: str | Path, example: dict, opset: int = 17) -> Path:
+    """Export ``model`` (batch -> logits) with dynamic batch and sequence axes (``dynamo=False``).
+
+    Raises:
+        QuantizationError: when onnx/onnxruntime are missing or the export fails.
+    """
+    try:
+        import onnx  # noqa: F401
+    except ImportError as e:
+        raise QuantizationError("backend 'onnxruntime' needs the onnx package: pip install onnx onnxruntime") from e
+    path = Path(path)
+    wrapper = _OnnxWrapper(model.eval()).eval()
+    args = (example["input_ids"][:2], example["attention_mask"][:2])
+    with torch.no_grad():
+        per_token = wrapper(*args).dim() == 3  # sequence labeling: logits (B, T, C)
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "seq"},
+                "attention_mask": {0: "batch", 1: "seq"},
+                "logits": {0: "batch", 1: "seq"} if per_token else {0: "batch"},
+            },
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+class _CalibrationReader:
+    def __init__(self, batches: Iterable[dict]):
+        self._it = iter(
+            [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()} for b in batches]
+        )
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_onnx(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    mode: str = "dynamic",
+    quantize_embeddings: bool = True,
+    calibration: Iterable[dict] | None = None,
+    observer: str = "minmax",
+    per_channel: bool = False,
+) -> dict:
+    """ONNX Runtime int8 PTQ of an exported model.
+
+    Args:
+        quantize_embeddings: also quantize ``Gather`` (the embedding tables).
+        calibration: batches (``input_ids``/``attention_mask`` tensors) for ``static`` mode.
+
+    Returns:
+        A report with the op types quantized and the node counts of the int8 graph.
+    """
+    try:
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+    except ImportError as e:
+        raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
+    ops = ["MatMul", "Gemm"] + (["Gather"] if quantize_embeddings else [])
+    if mode == "dynamic":
+        quantize_dynamic(
+            str(fp32_path),
+            str(int8_path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=ops,
+            per_channel=per_channel,
+        )
+    elif mode == "static":
+        if calibration is None:
+            raise ValueError("static quantization needs calibration batches")
+        quantize_static(
+            str(fp32_path),
+            str(int8_path),
+            _CalibrationReader(calibration),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=ops,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, OBSERVERS[observer]),
+        )
+    else:
+        raise QuantizationError(f"backend 'onnxruntime' does not do mode {mode!r} here")
+    return {
+        "mode": mode,
+        "backend": "onnxruntime",
+        "op_types_to_quantize": ops,
+        "quantize_embeddings": quantize_embeddings,
+        **onnx_graph_report(int8_path),
+    }
+
+
+def onnx_graph_report(path: str | Path) -> dict:
+    """Count quantized vs float nodes and initializer bytes of an ONNX graph."""
+    import onnx
+
+    model = onnx.load(str(path))
+    ops: dict[str, int] = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    int8_bytes = float_bytes = 0
+    for init in model.graph.initializer:
+        n = 1
+        for d in init.dims:
+            n *= d
+        if init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            int8_bytes += n
+        elif init.data_type == onnx.TensorProto.FLOAT:
+            float_bytes += 4 * n
+    quantized_ops = {k: v for k, v in ops.items() if "Integer" in k or "Quant" in k or k.startswith("QLinear")}
+    return {
+        "quantized_ops": quantized_ops,
+        "int8_initializer_mb": int8_bytes / 1e6,
+        "float_initializer_mb": float_bytes / 1e6,
+    }

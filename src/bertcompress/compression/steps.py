@@ -1,0 +1,193 @@
+"""Compression steps, declared in ``conf/compression/*.yaml`` as torchdistill declares its losses: each node
+(``pruning``, ``quantization``) names its step class with ``_target_``; the steps run in that order.
+
+A step validates its settings when it is built (so a bad config fails before any training) and has
+``apply(model, context) -> model``; what it did goes into ``context.report``, and what the artifact
+needs (an ONNX file, a torchao skeleton, a pruned structure) into ``context.artifact``.
+
+- :class:`UnstructuredPruning`: L1 magnitude pruning of Linear/Conv/LSTM weights, one-shot, or gradual on
+  Zhu & Gupta 2017's cubic schedule inside a fine-tune, where Lightning runs :class:`PruningCallback`.
+- :class:`StructuredPruning`: attention heads (Michel et al. 2019 importance) and FFN neurons removed.
+- :class:`PostTrainingQuantization`: int8 (dynamic or static) or fp16/bf16 through one backend:
+  ``torch_ao``, ``torchao`` or ``onnxruntime``, optionally after SmoothQuant (Xiao et al. 2023).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from bertcompress.compression.pruning import DEFAULT_EXCLUDE, PruningCallback, check_amount
+from bertcompress.compression.quantization import QuantizationCallback, check_quant_config
+from bertcompress.compression.structured import head_importance, prune_structured
+
+
+@dataclass
+class CompressionContext:
+    """What a step may use besides the model, and what it leaves for the artifact.
+
+    Attributes:
+        name: the final model's name (for messages).
+        hf_model: the transformer inside the model (None for static students): structured pruning edits it.
+        calibration_loader: training batches in the model's tokenization (head importance, static PTQ, ONNX export).
+        finetune: ``callable(module, callbacks)`` that fine-tunes ``module`` (gradual pruning, recovery).
+        workdir: a temp dir for exported graphs.
+        report: ``{"pruning": ..., "quantization": ...}``, filled by the steps.
+        artifact: ``format`` (hf, torch, onnx), ``onnx_file``, ``skeleton``, ``structure``: filled by the steps.
+    """
+
+    name: str
+    hf_model: nn.Module | None = None
+    calibration_loader: Iterable | None = None
+    finetune: Callable | None = None
+    workdir: Path | None = None
+    report: dict = field(default_factory=lambda: {"pruning": None, "quantization": None})
+    artifact: dict = field(default_factory=dict)
+
+
+def _finetune(context: CompressionContext, model: nn.Module, callbacks: list, why: str) -> None:
+    if context.finetune is None:
+        raise ValueError(f"{why} needs fine-tuning; no trainer was given")
+    model.train()
+    context.finetune(model, callbacks)
+    model.eval()
+
+
+class UnstructuredPruning:
+    """L1 unstructured pruning to ``amount`` sparsity (``torch.nn.utils.prune``), ``scope`` local or global.
+
+    Raises:
+        ValueError: ``amount`` outside [0, 1), an unknown ``schedule``, or (in :meth:`apply`) a module
+            filter that matches no layer.
+    """
+
+    def __init__(
+        self,
+        amount: float = 0.3,
+        scope: str = "local",
+        schedule: str = "oneshot",
+        include: Sequence[str] = ("*",),
+        exclude: Sequence[str] = DEFAULT_EXCLUDE,
+        frequency: int = 10,
+        finetune_epochs: int = 1,
+        optimizer=None,
+    ):
+        check_amount(amount)
+        if scope not in {"local", "global"}:
+            raise ValueError(f"compression.pruning.scope={scope!r}: expected 'local' or 'global'")
+        self.callback = PruningCallback(amount, scope, schedule, tuple(include), tuple(exclude), frequency)
+        self.finetune_epochs, self.optimizer = int(finetune_epochs), optimizer
+
+    def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
+        if self.callback.schedule == "gradual":  # Lightning runs the callback, which makes the masks permanent
+            _finetune(context, model, [self.callback], "the gradual pruning schedule")
+        else:
+            self.callback.apply(model)
+        context.report["pruning"] = self.callback.report
+        return model
+
+
+class StructuredPruning:
+    """Remove ``head_fraction`` of each layer's attention heads and ``neuron_fraction`` of its FFN neurons,
+    then fine-tune ``finetune_epochs`` to recover (transformers only).
+
+    Raises:
+        ValueError: a fraction outside [0, 1), or (in :meth:`apply`) a final model that is no transformer.
+    """
+
+    def __init__(
+        self,
+        head_fraction: float = 0.5,
+        neuron_fraction: float = 0.5,
+        importance: str = "michel2019",
+        importance_batches: int = 8,
+        finetune_epochs: int = 1,
+        optimizer=None,
+    ):
+        for key, value in (("head_fraction", head_fraction), ("neuron_fraction", neuron_fraction)):
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"compression.pruning.{key}={value}: must lie in [0, 1)")
+        self.head_fraction, self.neuron_fraction = float(head_fraction), float(neuron_fraction)
+        self.importance, self.importance_batches = importance, int(importance_batches)
+        self.finetune_epochs, self.optimizer = int(finetune_epochs or 0), optimizer
+
+    def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
+        if context.hf_model is None:
+            raise ValueError(f"structured pruning needs a transformer; the final model {context.name} is not one")
+        scores = None
+        if self.importance == "michel2019" and context.calibration_loader is not None:
+            batches = (b for b in context.calibration_loader)
+            scores = head_importance(model, batches, lambda m, b: m(b), max_batches=self.importance_batches)
+        report = prune_structured(context.hf_model, self.head_fraction, self.neuron_fraction, scores)
+        if self.finetune_epochs > 0:  # recovery fine-tuning of the smaller model on the training set
+            _finetune(context, model, [], "pruning.finetune_epochs > 0")
+        report["finetune_epochs"] = self.finetune_epochs
+        context.report["pruning"] = report
+        context.artifact.update(format="torch", structure=report["structure"])
+        return model
+
+
+class PostTrainingQuantization:
+    """PTQ of the trained model: ``mode`` dynamic / static (int8) or fp16 / bf16, through ``backend``
+    (see :mod:`bertcompress.compression.quantization`); applied after training, outside any fit.
+
+    Raises:
+        ValueError: an unknown mode, backend or observer, static PTQ without ``calibration_batches``, or a
+            SmoothQuant ``alpha`` outside (0, 1] or with a non-int8 mode (:func:`check_quant_config`).
+    """
+
+    def __init__(
+        self,
+        mode: str = "dynamic",
+        backend: str = "torch_ao",
+        quantize_embeddings: bool = False,
+        per_channel: bool = False,
+        calibration_batches: int | None = 8,
+        observer: str = "minmax",
+        smoothquant_alpha: float | None = None,
+    ):
+        check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
+        self.ptq = QuantizationCallback(
+            mode, backend, bool(quantize_embeddings), bool(per_channel), calibration_batches, observer, smoothquant_alpha
+        )
+
+    def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
+        quantized = self.ptq.apply(model, context.calibration_loader, context.workdir)
+        context.report["quantization"] = quantized.report
+        if "skeleton" in quantized.extra:  # torchao: the weights reload into this meta-device skeleton
+            context.artifact["skeleton"] = quantized.extra["skeleton"]
+        if quantized.kind == "onnx":
+            context.artifact.update(format="onnx", onnx_file=quantized.onnx_file)
+            return model
+        context.artifact["format"] = "torch"
+        return quantized.module
+
+
+def compression_steps(cfg) -> list:
+    """The steps of a ``compression`` config node, in order (``pruning``, then ``quantization``): each node's
+    ``_target_`` class called with its other keys. Building them validates the whole config.
+
+    Raises:
+        ValueError: a node without ``_target_`` (naming the key), or a step's own check.
+    """
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    steps = []
+    for key in ("pruning", "quantization"):
+        node = cfg.get(key) if cfg is not None else None
+        if not node:
+            continue
+        kwargs = copy.deepcopy(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node))
+        target = kwargs.pop("_target_", None)
+        if not target:
+            raise ValueError(
+                f"compression.{key} has no _target_: name its step class, e.g. "
+                f"bertcompress.compression.steps.{'UnstructuredPruning' if key == 'pruning' else 'PostTrainingQuantization'}"
+            )
+        steps.append(get_class(target)(**kwargs))
+    return steps

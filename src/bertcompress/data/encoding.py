@@ -1,0 +1,79 @@
+"""Tokenized examples for one model: the text encoder, the dataset of encoded examples, the padding
+collator and the per-epoch shuffling sampler of the training loader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class TextEncoder:
+    """Turns raw texts into token ids for one model: optional text normalizer, then tokenizer.
+
+    Attributes:
+        tokenizer: a HF (fast) tokenizer.
+        max_length: truncation length in tokens (special tokens included).
+        normalizer: optional ``str -> str`` applied first (e.g. BanglaBERT's normalizer).
+    """
+
+    tokenizer: object
+    max_length: int = 128
+    normalizer: Callable[[str], str] | None = None
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        if self.normalizer is not None:
+            texts = [self.normalizer(t) for t in texts]
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        return enc["input_ids"]
+
+
+class EncodedDataset(Dataset):
+    """Tokenized examples: dicts with ``id`` (int), ``input_ids`` (list[int]), ``labels`` (int)."""
+
+    def __init__(self, ids: Sequence[int], input_ids: Sequence[list[int]], labels: Sequence[int]):
+        if not (len(ids) == len(input_ids) == len(labels)):
+            raise ValueError("ids, input_ids and labels must have the same length")
+        self.ids, self.input_ids, self.labels = list(ids), list(input_ids), list(labels)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"id": self.ids[i], "input_ids": self.input_ids[i], "labels": self.labels[i]}
+
+
+class PadCollator:
+    """Dynamic padding to the longest sequence of the batch (``transformers.DataCollatorWithPadding``).
+
+    Output: ``input_ids`` and ``attention_mask`` (B, T) int64, ``labels`` (B,), ``id`` (B,).
+    """
+
+    def __init__(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        self._collate = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
+
+    def __call__(self, items: list[dict]) -> dict:
+        return dict(self._collate(items))
+
+
+class EpochShuffleSampler(torch.utils.data.Sampler):
+    """A shuffled order that depends only on (seed, epoch), as ``DistributedSampler`` does: Lightning calls
+    :meth:`set_epoch` before each epoch, so a fit resumed at epoch k sees the order the uninterrupted fit saw."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())

@@ -1,0 +1,59 @@
+"""The compression stage: prune and/or quantize the run's final model (the teacher, or the distilled
+student) per ``cfg.compression`` and save it as the run's artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from bertcompress.compression.apply import FinalModel, compress_and_save
+from bertcompress.data.datamodule import ClassificationDataModule
+from bertcompress.distill.module import DistillStudent
+from bertcompress.models.students import HFStudent
+from bertcompress.stages.student import StudentResult
+from bertcompress.stages.teacher import TeacherResult
+from bertcompress.utils.seeding import seed_stage
+
+
+def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
+    """Prune/quantize ``final`` per ``cfg.compression`` and save it as the run's artifact at ``path``.
+
+    Returns:
+        The compression report (what was pruned and quantized, sparsity per layer, the artifact dir).
+    """
+    calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
+    seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
+
+    def finetune(module, callbacks):  # the gradual pruning schedule fine-tunes as it prunes
+        p = cfg.compression.pruning
+        lit = DistillStudent(module, dm.labels, kd=False, optimizer=hydra.utils.instantiate(p.optimizer))
+        trainer = hydra.utils.instantiate(
+            cfg.trainer,
+            max_epochs=int(p.finetune_epochs),
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+        )
+        trainer.fit(lit, datamodule=dm.view(final.encoder))
+
+    return compress_and_save(final, cfg.compression, path, calibration, finetune)
+
+
+def teacher_final(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> FinalModel:
+    """The fine-tuned teacher as the run's final model (``student=none``)."""
+    model = teacher.module.model
+    normalizer = cfg.teacher.get("text_normalizer")
+    return FinalModel(
+        cfg.teacher.name, HFStudent(model), teacher.encoder, list(dm.labels), normalizer, hf_model=model, task=dm.task
+    )
+
+
+def student_final(cfg: DictConfig, dm: ClassificationDataModule, student: StudentResult) -> FinalModel:
+    """The distilled student as the run's final model."""
+    b = student.bundle
+    hf_model = getattr(b.module, "model", None)
+    return FinalModel(
+        cfg.student.name, b.module, b.encoder, list(dm.labels), b.info.get("text_normalizer"), hf_model, dm.task
+    )

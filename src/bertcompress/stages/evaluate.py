@@ -1,0 +1,143 @@
+"""The evaluation stage: the saved artifact reloaded and benchmarked against the fp32 teacher in the same
+process (Buuri 2022's table for NER), and the free floor (char n-gram TF-IDF + LR) measured beside it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from bertcompress.benchmark.bench import benchmark, inference_table
+from bertcompress.data.datamodule import ClassificationDataModule
+from bertcompress.metrics import classification_metrics, task_metrics
+from bertcompress.runtime import hf_predictor, load_artifact
+from bertcompress.stages.teacher import TeacherResult
+from bertcompress.utils.io import stable_hash
+
+log = logging.getLogger(__name__)
+
+
+def fit_cached_text_model(cfg: DictConfig, model_cfg: DictConfig, name: str, dm) -> tuple[Path, bool, float]:
+    """Fit a text model (``TfidfLR``) on the training split once per data and params, saved (atomically) in
+    ``${paths.cache_dir}/baselines/<name>-<key>``; returns ``(dir, cache hit, fit time in s)``."""
+    params = OmegaConf.to_container(model_cfg, resolve=True)
+    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
+    path = Path(cfg.paths.cache_dir) / "baselines" / f"{name}-{stable_hash(key)}"
+    if (path / "manifest.json").is_file():
+        return path, True, 0.0
+    start = time.perf_counter()
+    model = hydra.utils.instantiate(model_cfg).fit(dm.texts("train"), dm.label_ids("train"), dm.labels)
+    fit_time = time.perf_counter() - start
+    model.save(path, extra={"key": key, "fit_time_s": fit_time})
+    return path, False, fit_time
+
+
+def teacher_reference(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult):
+    """The benchmark's reference: the fp32 fine-tuned teacher, loaded from its cache dir."""
+    return hf_predictor(
+        teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"), task=dm.task
+    )
+
+
+def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, predictor, reference, **kwargs) -> dict:
+    """Benchmark ``predictor`` (an artifact reloaded from disk) against ``reference`` on the test split,
+    with the ``cfg.benchmark`` settings; ``kwargs`` go to :func:`benchmark` (e.g. ``evaluate_reference``)."""
+    b = cfg.benchmark
+    return benchmark(
+        predictor,
+        dm.texts("test"),
+        dm.label_ids("test"),
+        reference=reference,
+        n_runs=int(b.n_runs),
+        warmup=int(b.warmup),
+        throughput_batches=int(b.throughput_batches),
+        throughput_batch_size=int(b.throughput_batch_size),
+        threads=int(b.threads),
+        cuda=bool(b.get("cuda", False)),
+        block_size=int(b.get("block_size", 10)),
+        **kwargs,
+    )
+
+
+def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, reference) -> dict | None:
+    """Fit (or load from ``${paths.cache_dir}/baselines``) the classical floor and benchmark it, reloaded
+    from disk, against ``reference`` (the same fp32 teacher as the final model; None when the benchmark
+    is off). Returns its results block, or None for ``baseline=none``."""
+    b = cfg.get("baseline") or {}
+    if b.get("name", "none") == "none":
+        return None
+    if dm.task != "classification":
+        raise ValueError(
+            f"baseline={b.name} is a text classifier; task={dm.task} has no classical floor (baseline=none)"
+        )
+    path, hit, fit_time = fit_cached_text_model(cfg, b.model, b.name, dm)
+    predictor = load_artifact(path)
+    if reference is None:
+        probs = predictor.predict_proba(dm.texts("test"))
+        test = classification_metrics(dm.label_ids("test"), probs.argmax(-1).tolist(), dm.labels)
+        return {"name": b.name, "artifact": str(path), "cache_hit": hit, "fit_time_s": fit_time, "test": test}
+    bench = run_benchmark(cfg, dm, predictor, reference, evaluate_reference=False)
+    log.info("Baseline %s: test macro-F1 %.2f (%s)", b.name, bench["test"]["macro_f1"], "cached" if hit else "fitted")
+    return {
+        "name": b.name,
+        "artifact": str(path),
+        "cache_hit": hit,
+        "fit_time_s": fit_time,
+        "test": bench["test"],
+        "params": bench["params"],
+        "benchmark": bench,
+    }
+
+
+@dataclass
+class Evaluation:
+    """What the evaluation stage measured of the saved artifact: ``results`` (the results.json keys it
+    sets: benchmark, speedup, latency, size, baseline, final_val, ...) and ``final_test`` (the artifact's
+    test metrics when benchmarked, else the in-memory model's)."""
+
+    results: dict
+    final_test: dict
+
+
+def evaluate_artifact(
+    cfg: DictConfig, dm: ClassificationDataModule, artifact: Path, teacher: TeacherResult, final_test: dict
+) -> Evaluation:
+    """Reload ``artifact`` from disk and measure it: the benchmark against the fp32 teacher (``cfg.benchmark``),
+    the classical floor beside it (``cfg.baseline``), its validation metrics (what a sweeper tunes on), and
+    for NER Buuri 2022's inference table. ``final_test``: the in-memory model's test metrics, kept when the
+    benchmark is off."""
+    out: dict = {}
+    predictor = load_artifact(artifact, threads=int(cfg.benchmark.threads))
+    reference = teacher_reference(cfg, dm, teacher) if cfg.benchmark.enabled else None
+    if reference is not None:
+        bench = run_benchmark(cfg, dm, predictor, reference)
+        final_test = bench["test"]
+        out.update(
+            benchmark=bench,
+            speedup=bench.get("speedup"),
+            compression_ratio=bench.get("compression_ratio"),
+            size_mb=bench["size_mb"],
+            latency_p50_ms=bench["latency_ms"]["p50"],
+            latency_p95_ms=bench["latency_ms"]["p95"],
+            throughput_seq_s=bench["throughput_seq_s"],
+        )
+    baseline = run_baseline(cfg, dm, reference)
+    if baseline is not None:
+        out["baseline"] = baseline
+        # the final model has a reason to exist only if it beats the free floor
+        out["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
+    if dm.ids("val"):  # the compressed artifact on the validation split: what a sweeper may tune on
+        out["final_val"] = task_metrics(
+            dm.task, dm.label_ids("val"), predictor.predict_labels(dm.texts("val")), dm.labels
+        )
+    if dm.task == "ner" and reference is not None:  # Buuri 2022's table: the first 1,000 val sentences
+        n = int(cfg.benchmark.get("inference_samples", 1000))
+        out["inference_val"] = {
+            "final": inference_table(predictor, dm.texts("val"), dm.label_ids("val"), n),
+            "reference": inference_table(reference, dm.texts("val"), dm.label_ids("val"), n),
+        }
+    return Evaluation(out, final_test)

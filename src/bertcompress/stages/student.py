@@ -1,0 +1,241 @@
+"""The student stage: the configured student distilled from the teacher's soft targets (or the teacher
+ensemble's), on the training split plus an optional augmented transfer set, or read from the student cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bertcompress.data.augment import TransferSet, build_transfer_set
+from bertcompress.data.datamodule import ClassificationDataModule
+from bertcompress.distill.losses import SoftTargetLoss, loss_from_config
+from bertcompress.distill.module import DistillStudent
+from bertcompress.distill.multi_teacher import tune_class_bias
+from bertcompress.distill.soft_targets import SoftTargetCallback, predict_logits
+from bertcompress.distill.teacher_ensemble import TeacherEnsemble
+from bertcompress.metrics import classification_metrics
+from bertcompress.models.params import count_parameters
+from bertcompress.models.student_builder import StudentBundle, build_student
+from bertcompress.models.students import fold_class_bias
+from bertcompress.stages.fit import evaluate, fit_best, monitor, partial_dir
+from bertcompress.stages.teacher import (
+    ENSEMBLE_KEYS,
+    OPTIONAL_ENSEMBLE_KEYS,
+    TeacherResult,
+    primary_logits,
+    teacher_cache_key,
+)
+from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+from bertcompress.utils.seeding import SCHEME, seed_stage
+
+log = logging.getLogger(__name__)
+
+
+def soft_target_loss(cfg: DictConfig) -> SoftTargetLoss:
+    """The configured loss; raises ValueError for T <= 0 or alpha outside [0, 1] before any training."""
+    return loss_from_config(cfg.student.loss)
+
+
+def build_transfer(cfg: DictConfig, dm, teacher: TeacherResult) -> TransferSet | None:
+    """The augmented transfer set of ``cfg.augment`` (None when off); it is added to the training loader."""
+    a = cfg.get("augment") or {}
+    if not a.get("enabled", False):
+        return None
+    tok = teacher.encoder.tokenizer
+    mask = a.get("mask_token") or getattr(tok, "mask_token", None) or tok.unk_token
+    transfer = build_transfer_set(
+        dm.texts("train"),
+        dm.texts("val") + dm.texts("test"),
+        OmegaConf.to_container(a.generators, resolve=True),
+        int(a.get("seed", cfg.seed)),
+        mask,
+        a.get("unlabeled_file"),
+    )
+    log.info("Transfer set: %s", transfer.report)
+    return transfer
+
+
+STUDENT_META = "bertcompress_student.json"
+
+
+# keys of a student config applied after the student cache (student_class_bias), so not in its key
+STUDENT_POSTHOC_KEYS = ("class_bias", "class_bias_step")
+
+
+def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> dict:
+    """Everything that changes a distilled student's weights: the fine-tuned teacher (its cache key), the
+    teacher ensemble, the student config, the transfer set config, data, seed and trainer settings. Jobs
+    of a sweep that differ only in compression share one trained student."""
+    resolved = OmegaConf.to_container(cfg.teacher, resolve=True)
+    teacher_key = teacher_cache_key(cfg, dm)
+    return {
+        **({"task": dm.task} if dm.task != "classification" else {}),
+        "teacher": teacher.cache_dir.name,
+        "ensemble": {
+            k: resolved.get(k) for k in ENSEMBLE_KEYS if k not in OPTIONAL_ENSEMBLE_KEYS or resolved.get(k) is not None
+        }
+        # soft targets p̄_T·exp(b/T); students distilled from the first version, p̄_T·exp(b), are not reused
+        | ({"class_bias_soft_targets": "b/T"} if resolved.get("class_bias") is not None else {}),
+        "student": {
+            k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items() if k not in STUDENT_POSTHOC_KEYS
+        },
+        "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
+        "data": teacher_key["data"],
+        "max_length": dm.max_length,
+        "batch_size": dm.batch_size,
+        "seed": cfg.seed,
+        "seeding": SCHEME,
+        "trainer": teacher_key["trainer"],
+        "early_stopping": teacher_key["early_stopping"],
+    }
+
+
+@dataclass
+class StudentResult:
+    """A distilled (or cached) student: ``bundle`` (module, encoder, info) and its results.json block."""
+
+    bundle: StudentBundle
+    block: dict
+
+
+def run_student(
+    cfg: DictConfig,
+    dm: ClassificationDataModule,
+    teacher: TeacherResult,
+    loggers: list,
+    ensemble: TeacherEnsemble | None = None,
+) -> StudentResult:
+    """Distill ``teacher`` (or ``ensemble``) into the configured student, or load it from
+    ``${paths.cache_dir}/students/<name>-<key>``, then tune its class offsets and test it.
+
+    Raises:
+        ValueError: a bad loss, soft-target mode or class_bias setting (naming the key).
+    """
+    s = cfg.student
+    loss = soft_target_loss(cfg)
+    seed_stage(cfg.seed, "student/init")
+    max_length = s.get("max_length") or dm.max_length
+    bundle = build_student(
+        s, teacher.cache_dir, dm.labels, dm.texts("train"), max_length, cfg.paths.cache_dir,
+        cfg.teacher.get("text_normalizer"), task=dm.task,
+    )  # fmt: skip
+    key = student_cache_key(cfg, dm, teacher)
+    cache_dir = Path(cfg.paths.cache_dir) / "students" / f"{s.name}-{stable_hash(key)}"
+    view = dm.view(bundle.encoder)
+    if cfg.get("use_student_cache", True) and (cache_dir / STUDENT_META).is_file():
+        # the same student config distilled from the same teacher on the same data: reuse its weights
+        bundle.module.load_state_dict(torch.load(cache_dir / "student.pt", map_location="cpu", weights_only=True))
+        meta = json.loads((cache_dir / STUDENT_META).read_text())
+        log.info("Student cache hit: %s (trained %.0f s)", cache_dir, meta["block"]["train_time_s"])
+        block = {**meta["block"], "cache_hit": True, "cache_dir": str(cache_dir)}
+    else:
+        block = _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, cache_dir, key)
+    module = DistillStudent(bundle.module, dm.labels, loss, kd=bool(s.kd))
+    block["class_bias"] = student_class_bias(cfg, bundle.module, bundle.encoder, dm)
+    block["test"] = evaluate(module, view, cfg, loggers)
+    return StudentResult(bundle, block)
+
+
+def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, cache_dir: Path, key: dict) -> dict:
+    """Fit the student on ``view`` (its encoder; plus the transfer set) and cache its weights (without the
+    class offsets); returns its results block."""
+    s = cfg.student
+    transfer = build_transfer(cfg, view, teacher) if s.kd else None
+    if transfer is not None:
+        view = view.view(transfer=(transfer.ids(), transfer.texts))  # the transfer set joins this fit only
+    callbacks, logit_cache = _soft_target_callbacks(cfg, view, teacher, loss, ensemble) if s.kd else ([], None)
+    optimizer = hydra.utils.instantiate(s.optimizer)
+    module = DistillStudent(
+        bundle.module, view.labels, loss, kd=bool(s.kd), optimizer=optimizer, warmup_ratio=s.get("warmup_ratio", 0.1)
+    )
+    resume_dir = partial_dir(cfg, "students", cache_dir) if cfg.get("use_student_cache", True) else None
+    train_time, epochs, best_val = fit_best(
+        module, view, cfg, loggers, int(s.epochs), callbacks, "student", (cfg.seed, "student/fit"), resume_dir
+    )
+    block = {
+        "name": s.name,
+        "kind": s.kind,
+        "kd": bool(s.kd),
+        "loss": loss.describe() if s.kd else None,
+        "soft_targets": s.get("soft_targets", "black_box") if s.kd else None,
+        "logit_cache": str(logit_cache.path) if logit_cache else None,
+        "logit_cache_hit": logit_cache.hit if logit_cache else None,
+        "transfer_set": transfer.report if transfer else None,
+        "params": count_parameters(bundle.module),
+        "info": bundle.info,
+        "train_time_s": train_time,
+        "epochs_run": epochs,
+        "best_val_macro_f1": best_val,
+        "monitor": monitor(cfg),  # what best_val_macro_f1 holds: val/macro_f1, or val/f1 for task=ner
+    }
+    if cfg.get("use_student_cache", True) and not cfg.trainer.get("fast_dev_run"):
+        with atomic_dir(cache_dir) as tmp:
+            torch.save(bundle.module.state_dict(), tmp / "student.pt")
+            atomic_write_json(tmp / STUDENT_META, {"key": key, "block": block})
+        shutil.rmtree(partial_dir(cfg, "students", cache_dir), ignore_errors=True)
+    return {**block, "cache_hit": False, "cache_dir": str(cache_dir)}
+
+
+def _soft_target_callbacks(cfg, view, teacher: TeacherResult, loss: SoftTargetLoss, ensemble) -> tuple[list, object]:
+    """The :class:`SoftTargetCallback` that puts the teacher's soft targets into each training batch, by
+    example id (train, val and the transfer set of ``view``): cached logits (``black_box``, of the
+    primary teacher or the ensemble) or the teacher in the loop (``online``); returns it and the logit cache."""
+    mode = cfg.student.get("soft_targets", "black_box")
+    transfer_ids, transfer_texts = view.ids("transfer"), view.texts("transfer")
+    if mode == "online":
+        if view.task == "ner":
+            raise ValueError("student.soft_targets=online is for text classification; task=ner uses black_box")
+        texts = dict(zip(view.ids("train") + transfer_ids, view.texts("train") + transfer_texts, strict=True))
+        return [SoftTargetCallback(teacher=teacher.module, teacher_encoder=teacher.encoder, texts_by_id=texts)], None
+    if mode != "black_box":
+        raise ValueError(f"student.soft_targets={mode!r}: expected 'black_box' or 'online'")
+    transfer_logits = {}
+    if transfer_ids:  # the primary teacher's logits on the transfer set, via the on-disk cache
+        extra_key = {"transfer": stable_hash(transfer_texts)}
+        transfer_logits = primary_logits(cfg, view, teacher, ("transfer",), extra_key)[0]
+    if ensemble is None:
+        logits_by_id, logit_cache = primary_logits(cfg, view, teacher, ("train", "val"))
+        return [SoftTargetCallback(logits_by_id={**logits_by_id, **transfer_logits})], logit_cache
+    primary = np.stack([transfer_logits[i].numpy() for i in transfer_ids]) if transfer_ids else None
+    pair = (transfer_ids, transfer_texts) if transfer_ids else None
+    ids = view.ids("train") + view.ids("val")
+    return [
+        SoftTargetCallback(logits_by_id=ensemble.soft_logits_by_id(ids, loss.target_temperature, pair, primary))
+    ], None
+
+
+def student_class_bias(cfg: DictConfig, model: torch.nn.Module, encoder, dm) -> dict | None:
+    """``student.class_bias``: null (off) or ``tune``: per-class offsets on the trained student's logits,
+    tuned on validation macro-F1 (:func:`tune_class_bias`) and folded into its logit layer's bias
+    (:func:`fold_class_bias`), so the test figures, the compression and the artifact all use them. The
+    student cache keeps the weights without offsets, so this choice does not re-train a student.
+
+    Returns:
+        ``{"offsets", "val_macro_f1_before", "val_macro_f1", "layers"}`` or None when off.
+
+    Raises:
+        ValueError: another value, or ``task=ner``.
+    """
+    spec = cfg.student.get("class_bias")
+    if spec is None:
+        return None
+    if spec != "tune" or dm.task != "classification":
+        raise ValueError(
+            f"student.class_bias={spec!r} (task={dm.task}): expected null or 'tune', for text classification"
+        )
+    val = dm.dataset("val", encoder)
+    z = predict_logits(model, val, None, dm.eval_batch_size, "student val logits", dm.collator(encoder))[1].numpy()
+    y = dm.label_ids("val")
+    before = classification_metrics(y, z.argmax(-1).tolist(), dm.labels)["macro_f1"]
+    offsets, after = tune_class_bias(z, y, float(cfg.student.get("class_bias_step", 0.05)))
+    layers = fold_class_bias(model, offsets)
+    log.info("Student class bias %s (val macro-F1 %.2f -> %.2f), folded into %s", offsets, before, after, layers)
+    return {"offsets": offsets, "val_macro_f1_before": before, "val_macro_f1": after, "layers": layers}

@@ -1,0 +1,196 @@
+"""The teacher stage: the fine-tuned teacher from the cache (``${paths.cache_dir}/teachers/<name>-<key>``)
+or by fine-tuning it, its test metrics, and its logits (cached, by example id) for distillation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from bertcompress.data.datamodule import ClassificationDataModule
+from bertcompress.data.encoding import EncodedDataset, TextEncoder
+from bertcompress.data.normalize import get_text_normalizer
+from bertcompress.distill.soft_targets import TeacherLogitCache, predict_logits
+from bertcompress.models.classifier import TeacherFinetune
+from bertcompress.models.resolver import model_source, resolve_model
+from bertcompress.stages.fit import evaluate, fit_best, partial_dir, task_kwargs
+from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+from bertcompress.utils.seeding import SCHEME, seed_stage
+
+log = logging.getLogger(__name__)
+
+META_FILE = "bertcompress_teacher.json"
+
+
+TEST_FILE = "bertcompress_teacher_test.json"
+
+
+# keys of a multi-teacher config that do not change the primary teacher's fine-tuned weights
+ENSEMBLE_KEYS = ("members", "weights", "weight_step", "primary", "class_bias", "class_bias_step")
+
+
+# of those, the keys that join a student's cache key only when set (students cached before they existed)
+OPTIONAL_ENSEMBLE_KEYS = ("class_bias", "class_bias_step")
+
+
+@dataclass
+class TeacherResult:
+    """A fine-tuned teacher ready for testing, distillation or compression."""
+
+    module: TeacherFinetune
+    encoder: TextEncoder
+    cache_dir: Path
+    cache_hit: bool
+    train_time_s: float
+    meta: dict
+
+
+def teacher_name(cfg: DictConfig) -> str:
+    """The fine-tuned (primary) teacher's name: ``teacher.primary`` for a multi-teacher config, else ``teacher.name``."""
+    return cfg.teacher.get("primary") or cfg.teacher.name
+
+
+def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
+    """Everything that changes the fine-tuned weights: teacher, source, data, split, seed, hyper-params.
+    A multi-teacher config keys its primary teacher like the plain config of that teacher."""
+    teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    teacher = {k: v for k, v in teacher.items() if k not in ENSEMBLE_KEYS} | {"name": teacher_name(cfg)}
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_keys = (
+        "max_epochs",
+        "min_epochs",
+        "precision",
+        "gradient_clip_val",
+        "fast_dev_run",
+        "limit_train_batches",
+        "limit_val_batches",
+        "overfit_batches",
+        "accumulate_grad_batches",
+    )
+    callbacks = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
+    stopping = callbacks.get("early_stopping") or {}
+    task = {"task": dm.task} if dm.task != "classification" else {}  # classification keys stay as they were
+    return {
+        **task,
+        "teacher": teacher,
+        "source": model_source(cfg.teacher.hub_id),
+        "data": dm.fingerprint(),
+        "max_length": dm.max_length,
+        "batch_size": dm.batch_size,
+        "seed": cfg.seed,
+        "seeding": SCHEME,
+        "trainer": {k: trainer.get(k) for k in trainer_keys},
+        "early_stopping": {k: stopping.get(k) for k in ("monitor", "patience", "mode", "min_delta")},
+    }
+
+
+def teacher_cache_path(cfg: DictConfig, key: dict) -> Path:
+    return Path(cfg.paths.cache_dir) / "teachers" / f"{teacher_name(cfg)}-{stable_hash(key)}"
+
+
+def get_teacher(
+    cfg: DictConfig, dm: ClassificationDataModule, loggers: list, ckpt_subdir: str = "teacher"
+) -> TeacherResult:
+    """Return the fine-tuned teacher: from ``${paths.cache_dir}/teachers/<name>-<key>`` or by fine-tuning.
+
+    Fine-tuning uses early stopping on ``val/macro_f1`` and restores the best checkpoint (run checkpoints
+    under ``checkpoints/<ckpt_subdir>``), then saves the model with ``save_pretrained`` (atomically) into
+    the cache dir with a meta file.
+    """
+    base_dir = resolve_model(cfg.teacher.hub_id, cache_dir=cfg.paths.cache_dir)
+    key = teacher_cache_key(cfg, dm)
+    cache_dir = teacher_cache_path(cfg, key)
+    hit = cfg.get("use_teacher_cache", True) and (cache_dir / META_FILE).is_file()
+    model_dir = cache_dir if hit else base_dir
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    encoder = dm.make_encoder(tokenizer, dm.max_length, get_text_normalizer(cfg.teacher.get("text_normalizer")))
+    view = dm.view(encoder)
+    seed_stage(cfg.seed, "teacher/init")  # the head init follows the seed, whatever ran before (a model conversion)
+    module = hydra.utils.instantiate(
+        cfg.teacher.module, model_dir=str(model_dir), label_names=dm.labels, **task_kwargs(dm)
+    )
+    if hit:
+        meta = OmegaConf.to_container(OmegaConf.load(cache_dir / META_FILE))
+        if meta.get("label_names") != list(dm.labels):
+            raise ValueError(
+                f"Cached teacher {cache_dir} has labels {meta.get('label_names')}, data has {dm.labels}; "
+                "delete the cache dir or fix data.labels."
+            )
+        log.info("Teacher cache hit: %s (trained %.0f s)", cache_dir, meta.get("train_time_s", 0))
+        return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
+
+    log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
+    resume_dir = partial_dir(cfg, "teachers", cache_dir) if cfg.get("use_teacher_cache", True) else None
+    train_time, epochs, best_val = fit_best(
+        module, view, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir, (cfg.seed, "teacher/fit"), resume_dir
+    )
+    meta = {
+        "teacher": cfg.teacher.name,
+        "hub_id": cfg.teacher.hub_id,
+        "base_dir": str(base_dir),
+        "label_names": list(dm.labels),
+        "key": key,
+        "train_time_s": train_time,
+        "epochs_run": epochs,
+        "best_val_macro_f1": best_val,  # the monitored val metric (task.monitor): val/f1 for task=ner
+    }
+    with atomic_dir(cache_dir) as tmp:
+        module.save_pretrained(tmp, tokenizer)
+        atomic_write_json(tmp / META_FILE, meta)
+    log.info("Saved fine-tuned teacher to %s", cache_dir)
+    if resume_dir is not None:
+        shutil.rmtree(resume_dir, ignore_errors=True)  # the fit is whole and cached: nothing to resume
+    return TeacherResult(module, encoder, cache_dir, False, train_time, meta)
+
+
+def teacher_test_metrics(teacher: TeacherResult, dm: ClassificationDataModule, cfg: DictConfig, loggers: list) -> dict:
+    """Test the teacher once per cached checkpoint: the metrics are stored beside it and reused on a cache hit
+    (same weights, same test split: the same numbers), with ``from_cache: true``."""
+    path = teacher.cache_dir / TEST_FILE
+    if teacher.cache_hit and path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("n") == len(dm.ids("test")):
+            return {**cached, "from_cache": True}
+    test = evaluate(teacher.module, dm.view(teacher.encoder), cfg, loggers)
+    if cfg.get("use_teacher_cache", True) and (teacher.cache_dir / META_FILE).is_file():
+        atomic_write_json(path, test)
+    return test
+
+
+def primary_logits(cfg: DictConfig, dm, teacher: TeacherResult, splits, extra_key=None):
+    """The fine-tuned teacher's logits ``{id: (C,)}`` on ``splits``, from the on-disk cache (or computed
+    once); returns ``(logits by id, the TeacherLogitCache)``."""
+    cache = TeacherLogitCache(
+        cfg.paths.cache_dir,
+        teacher_name(cfg),
+        teacher.cache_dir,
+        dm,
+        teacher.encoder,
+        splits=splits,
+        extra_key=extra_key,
+    )
+    return cache.load_or_compute(teacher.module, dm.eval_batch_size), cache
+
+
+def teacher_logits(cfg: DictConfig, dm, teacher: TeacherResult) -> dict:
+    """A fine-tuned teacher's logits on train+val (the cache every student shares) and test (cached apart)."""
+    out = primary_logits(cfg, dm, teacher, ("train", "val"))[0]
+    out.update(primary_logits(cfg, dm, teacher, ("test",))[0])
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def text_logits_fn(t: TeacherResult, batch_size: int):
+    """``texts -> (N, C)`` logits of a fine-tuned transformer teacher (texts with no corpus id)."""
+
+    def fn(texts):
+        ds = EncodedDataset(list(range(len(texts))), t.encoder(texts), [-100] * len(texts))
+        return predict_logits(t.module, ds, t.encoder.tokenizer, batch_size, "member logits")[1].numpy()
+
+    return fn
