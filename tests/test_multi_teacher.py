@@ -191,7 +191,7 @@ def test_transformer_member_with_a_seed_and_tuned_class_bias_runs_end_to_end(tmp
     ens = results["teacher"]["ensemble"]
     assert ens["members"] == ["tiny_bert", "tiny_seed3"]
     # the member is a second fine-tune: its own seed and length, the job's split, cached like a plain run of it
-    metas = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "teachers").glob("tiny_bert-*/*teacher.json")]
+    metas = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "teachers").glob("tiny_bert-*/cache.json")]
     assert sorted((m["key"]["seed"], m["key"]["max_length"]) for m in metas) == [(3, 24), (42, 32)]
     assert metas[0]["key"]["data"] == metas[1]["key"]["data"] and metas[0]["key"]["data"]["seed"] == 42
     # each fit kept its resumable checkpoints beside its own cache key, removed once it was cached

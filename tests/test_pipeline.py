@@ -55,6 +55,11 @@ def test_second_run_reuses_the_cached_teacher(tmp_path, tiny_run_overrides, monk
     second = run(compose(tiny_run_overrides, tmp_path))
     assert second["teacher"]["cache_hit"] is True and second["teacher"]["model_dir"] == cache_dir
     assert second["macro_f1"] == pytest.approx(first["macro_f1"])  # the same saved weights
+    # every cache use is recorded in results.json, with its key
+    uses = {u["kind"]: u for u in second["caches"]}
+    assert uses["teachers"]["cache_hit"] is True and uses["teachers"]["path"] == cache_dir
+    assert uses["teachers"]["key"]["teacher"]["name"] == "tiny_bert" and uses["baselines"]["cache_hit"] is True
+    assert {u["kind"]: u["cache_hit"] for u in first["caches"]}["teachers"] is False
     # a changed hyper-parameter is a different teacher
     monkeypatch.undo()
     third = run(compose([*tiny_run_overrides, "teacher.module.optimizer.lr=1e-3"], tmp_path))

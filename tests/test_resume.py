@@ -45,9 +45,7 @@ def test_a_sigterm_fit_resumes_from_last_ckpt_and_matches_an_uninterrupted_run(t
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, out[-2000:]
-    assert not list((cache / "teachers").glob("*/bertcompress_teacher.json")), out[
-        -3000:
-    ]  # nothing cached from a partial fit
+    assert not list((cache / "teachers").glob("*/cache.json")), out[-3000:]  # nothing cached from a partial fit
     interrupted_at = torch.load(last, map_location="cpu", weights_only=True)["epoch"]
     assert interrupted_at < 11
 
@@ -57,7 +55,7 @@ def test_a_sigterm_fit_resumes_from_last_ckpt_and_matches_an_uninterrupted_run(t
     assert "Resuming the interrupted fit from" in resumed.stdout + resumed.stderr
     r2 = json.loads((tmp_path / "run2" / "results.json").read_text())
     assert r2["teacher"]["cache_hit"] is False
-    meta = json.loads(next((cache / "teachers").glob("*/bertcompress_teacher.json")).read_text())
+    meta = json.loads(next((cache / "teachers").glob("*/cache.json")).read_text())["meta"]
     assert meta["epochs_run"] == 12  # the epoch count went on from the checkpoint, not from 0
     assert not last.parent.exists()  # the fit is whole and cached: the partial dir is gone
 

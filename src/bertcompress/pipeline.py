@@ -31,6 +31,7 @@ from bertcompress.stages.fit import monitor
 from bertcompress.stages.results import finished_result, metric_value, record_failure
 from bertcompress.stages.student import run_student, soft_target_loss
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_test_metrics
+from bertcompress.utils.cache import cache_uses, reset_cache_uses
 from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers
 from bertcompress.utils.io import atomic_write_json
 
@@ -54,6 +55,7 @@ def run(cfg: DictConfig) -> dict:
         ValueError: a bad config (loss, compression, task), before any training.
     """
     start = time.perf_counter()
+    reset_cache_uses()
     torch.set_num_threads(int(cfg.hardware.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
@@ -82,13 +84,13 @@ def run(cfg: DictConfig) -> dict:
             student = run_student(cfg, dm, teacher, loggers, ensemble)
             final, final_block = student_final(cfg, dm, student), student.block
             results.update(final_model="student", student=student.block)
-        results["compression"] = compress_final(cfg, dm, final, out_dir / "artifact")
-        results["artifact"] = str(out_dir / "artifact")
-        evaluation = evaluate_artifact(cfg, dm, out_dir / "artifact", teacher, final_block["test"])
+        compressed = compress_final(cfg, dm, final, out_dir / "artifact")
+        results.update(compression=compressed.report, artifact=str(compressed.artifact))
+        evaluation = evaluate_artifact(cfg, dm, compressed.artifact, teacher, final_block["test"])
         results.update(evaluation.results)
         results.update(_summary(dm, evaluation.final_test, teacher_block["test"]))
         results.update(params=final_block["params"]["total"], data=dm.summary(), machine=machine_info())
-        results.update(wall_time_s=time.perf_counter() - start, config=resolved)
+        results.update(caches=cache_uses(), wall_time_s=time.perf_counter() - start, config=resolved)
         atomic_write_json(out_dir / "results.json", results)
         log.info(
             "%s: test accuracy %.2f%%, macro-F1 %.2f -> %s",

@@ -132,6 +132,33 @@ def cubic_sparsity(step: int, start_step: int, end_step: int, final: float, init
     return final + (initial - final) * (1.0 - frac) ** 3
 
 
+def prune_oneshot(
+    model: nn.Module,
+    amount: float,
+    scope: str = "local",
+    include: Sequence[str] = ("*",),
+    exclude: Sequence[str] = DEFAULT_EXCLUDE,
+    schedule: str = "oneshot",
+) -> dict:
+    """Prune ``model``'s selected weights to ``amount`` sparsity (L1), make the masks permanent, and return
+    the report (method, scope, schedule, amount, sparsity per layer and overall).
+
+    Raises:
+        ValueError: when no layer matches ``include``/``exclude`` (a run that zeroes nothing would be reported
+            as pruned).
+    """
+    modules = prunable_weights(model, tuple(include), tuple(exclude))
+    if not modules and amount > 0:
+        raise ValueError(
+            f"compression.pruning: no layer of {type(model).__name__} matches include={list(include)} "
+            f"and exclude={list(exclude)}; its prunable layers: {describe_layers(model)}. "
+            "Widen compression.pruning.include or narrow compression.pruning.exclude."
+        )
+    prune_to_sparsity(modules, amount, scope)
+    make_permanent(modules)
+    return {"method": "l1_unstructured", "scope": scope, "schedule": schedule, "amount": amount, **sparsity(modules)}
+
+
 class PruningCallback(L.Callback):
     """Unstructured L1 pruning of the Linear, Conv and LSTM/GRU weights of ``pl_module``'s model.
 
@@ -173,23 +200,8 @@ class PruningCallback(L.Callback):
         return prunable_weights(model, self.include, self.exclude)
 
     def apply(self, model: nn.Module) -> dict:
-        """One-shot prune ``model`` to :attr:`amount`, make it permanent, return the sparsity report."""
-        modules = self.modules(model)
-        if not modules and self.amount > 0:
-            raise ValueError(
-                f"compression.pruning: no layer of {type(model).__name__} matches include={list(self.include)} "
-                f"and exclude={list(self.exclude)}; its prunable layers: {describe_layers(model)}. "
-                "Widen compression.pruning.include or narrow compression.pruning.exclude."
-            )
-        prune_to_sparsity(modules, self.amount, self.scope)
-        make_permanent(modules)
-        self.report = {
-            "method": "l1_unstructured",
-            "scope": self.scope,
-            "schedule": self.schedule,
-            "amount": self.amount,
-            **sparsity(modules),
-        }
+        """One-shot prune ``model`` to :attr:`amount` (:func:`prune_oneshot`); keeps and returns the report."""
+        self.report = prune_oneshot(model, self.amount, self.scope, self.include, self.exclude, self.schedule)
         return self.report
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

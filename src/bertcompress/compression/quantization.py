@@ -100,13 +100,10 @@ class QuantizedModel:
     extra: dict = field(default_factory=dict)
 
 
-class QuantizationCallback(L.Callback):
-    """Post-training quantization (PTQ) of the trained model, as a Lightning callback.
-
-    Used two ways: the pipeline calls :meth:`apply` on the run's final model (after distillation and
-    pruning), and, in a Lightning loop, ``on_fit_end`` quantizes a copy of ``pl_module.model`` with the
-    datamodule's train batches as calibration data and keeps it in ``self.result`` (the trained module
-    itself stays fp32).
+class Quantizer:
+    """Post-training quantization (PTQ) of a trained model, outside any fit: :meth:`apply` (the compression
+    step :class:`bertcompress.compression.steps.PostTrainingQuantization` uses it on the run's final model).
+    :class:`QuantizationCallback` runs the same at the end of a Lightning fit.
 
     Args:
         mode: ``dynamic`` (int8 weights, activations quantized on the fly), ``static`` (int8 weights and
@@ -141,17 +138,15 @@ class QuantizationCallback(L.Callback):
         self.calibration_batches, self.observer = calibration_batches, observer
         self.smoothquant_alpha = None if smoothquant_alpha is None else float(smoothquant_alpha)
         if self.smoothquant_alpha is not None and not self.per_channel:
-            # measured on the CoNLL-2003 teacher_6l student (val entity F1): alpha 0.9 per tensor 44.1, per channel 88.8
             log.warning(
                 "compression.quantization.smoothquant_alpha=%s with per_channel=false: SmoothQuant moves the "
                 "activation outliers into weight columns, which one per-tensor weight scale quantizes badly; "
                 "set compression.quantization.per_channel=true",
                 self.smoothquant_alpha,
             )
-        self.result: QuantizedModel | None = None
 
     @classmethod
-    def from_config(cls, q) -> QuantizationCallback:
+    def from_config(cls, q) -> Quantizer:
         """From a ``compression.quantization`` config node (dict-like)."""
         return cls(
             q["mode"],
@@ -213,6 +208,29 @@ class QuantizationCallback(L.Callback):
         )
         return QuantizedModel("onnx", {**report, "smoothquant": smoothing}, onnx_file=int8)
 
+
+class QuantizationCallback(L.Callback):
+    """PTQ where Lightning runs it: at the end of a fit, ``on_fit_end`` quantizes a copy of the trained module
+    (``pl_module.student``, or the HF model of a teacher) with the datamodule's train batches as calibration
+    data and keeps it in :attr:`result` (the trained module itself stays fp32). The arguments are
+    :class:`Quantizer`'s.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.quantizer = Quantizer(*args, **kwargs)
+        self.result: QuantizedModel | None = None
+
+    @classmethod
+    def from_config(cls, q) -> QuantizationCallback:
+        """From a ``compression.quantization`` config node (dict-like)."""
+        out = cls.__new__(cls)
+        out.quantizer, out.result = Quantizer.from_config(q), None
+        return out
+
+    def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
+        """:meth:`Quantizer.apply`."""
+        return self.quantizer.apply(module, calibration_loader, workdir)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import tempfile
 
@@ -222,6 +240,7 @@ class QuantizationCallback(L.Callback):
         student = getattr(pl_module, "student", None)
         model = copy.deepcopy(student if student is not None else HFStudent(pl_module.model)).cpu()
         loader = trainer.datamodule.train_dataloader() if getattr(trainer, "datamodule", None) else None
-        workdir = tempfile.mkdtemp(prefix="bertcompress-ptq-") if self.backend == "onnxruntime" else None
-        self.result = self.apply(model, loader, workdir)
-        log.info("PTQ (%s, %s) done: %s", self.mode, self.backend, self.result.report)
+        q = self.quantizer
+        workdir = tempfile.mkdtemp(prefix="bertcompress-ptq-") if q.backend == "onnxruntime" else None
+        self.result = q.apply(model, loader, workdir)
+        log.info("PTQ (%s, %s) done: %s", q.mode, q.backend, self.result.report)

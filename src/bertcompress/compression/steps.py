@@ -21,8 +21,8 @@ from pathlib import Path
 
 from torch import nn
 
-from bertcompress.compression.pruning import DEFAULT_EXCLUDE, PruningCallback, check_amount
-from bertcompress.compression.quantization import QuantizationCallback, check_quant_config
+from bertcompress.compression.pruning import DEFAULT_EXCLUDE, PruningCallback, check_amount, prune_oneshot
+from bertcompress.compression.quantization import Quantizer, check_quant_config
 from bertcompress.compression.structured import head_importance, prune_structured
 
 
@@ -76,18 +76,22 @@ class UnstructuredPruning:
         finetune_epochs: int = 1,
         optimizer=None,
     ):
-        check_amount(amount)
         if scope not in {"local", "global"}:
             raise ValueError(f"compression.pruning.scope={scope!r}: expected 'local' or 'global'")
-        self.callback = PruningCallback(amount, scope, schedule, tuple(include), tuple(exclude), frequency)
+        if schedule not in {"oneshot", "gradual"}:
+            raise ValueError(f"compression.pruning.schedule={schedule!r}: expected 'oneshot' or 'gradual'")
+        self.amount, self.scope, self.schedule = check_amount(amount), scope, schedule
+        self.include, self.exclude, self.frequency = tuple(include), tuple(exclude), int(frequency)
         self.finetune_epochs, self.optimizer = int(finetune_epochs), optimizer
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        if self.callback.schedule == "gradual":  # Lightning runs the callback, which makes the masks permanent
-            _finetune(context, model, [self.callback], "the gradual pruning schedule")
-        else:
-            self.callback.apply(model)
-        context.report["pruning"] = self.callback.report
+        if self.schedule == "oneshot":
+            context.report["pruning"] = prune_oneshot(model, self.amount, self.scope, self.include, self.exclude)
+            return model
+        # gradual: Lightning runs the callback while fine-tuning; it makes the masks permanent at fit end
+        callback = PruningCallback(self.amount, self.scope, "gradual", self.include, self.exclude, self.frequency)
+        _finetune(context, model, [callback], "the gradual pruning schedule")
+        context.report["pruning"] = callback.report
         return model
 
 
@@ -151,8 +155,14 @@ class PostTrainingQuantization:
         smoothquant_alpha: float | None = None,
     ):
         check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
-        self.ptq = QuantizationCallback(
-            mode, backend, bool(quantize_embeddings), bool(per_channel), calibration_batches, observer, smoothquant_alpha
+        self.ptq = Quantizer(
+            mode,
+            backend,
+            bool(quantize_embeddings),
+            bool(per_channel),
+            calibration_batches,
+            observer,
+            smoothquant_alpha,
         )
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:

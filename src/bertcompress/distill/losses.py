@@ -128,4 +128,3 @@ def loss_from_config(node) -> SoftTargetLoss:
     target = kwargs.pop("_target_", None)
     cls = get_class(target) if target else SoftTargetLoss
     return cls(**kwargs)
-

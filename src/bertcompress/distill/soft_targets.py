@@ -19,9 +19,11 @@ from torch import nn
 
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.data.encoding import PadCollator, TextEncoder
-from bertcompress.utils.io import atomic_write_bytes, file_sha256, stable_hash
+from bertcompress.utils.cache import cache_path, load_or_build
+from bertcompress.utils.io import file_sha256, stable_hash
 
 log = logging.getLogger(__name__)
+LOGITS_FILE = "logits.pt"
 
 
 def teacher_fingerprint(teacher_dir: str | Path) -> str:
@@ -68,7 +70,8 @@ class TeacherLogitCache:
     """Teacher logits for the train and val splits, computed once and kept on disk.
 
     Key: the teacher's weight fingerprint, the data fingerprint, the teacher encoder's max_length
-    and normalizer, the splits (``transfer``: an augmented transfer set, whose hash is ``extra_key``). File: ``<cache_dir>/logits/<teacher name>-<key>.pt`` holding ``ids``, ``logits``.
+    and normalizer, the splits (``transfer``: an augmented transfer set, whose hash is ``extra_key``). Entry:
+    ``<cache_dir>/logits/<teacher name>-<key>/logits.pt`` holding ``ids``, ``logits`` (and ``lengths`` per token).
     """
 
     def __init__(
@@ -93,45 +96,41 @@ class TeacherLogitCache:
         }
         if extra_key:  # e.g. the content hash of an augmented transfer set
             self.key["extra"] = extra_key
-        self.path = Path(cache_dir) / "logits" / f"{teacher_name}-{stable_hash(self.key)}.pt"
+        self.cache_dir, self.teacher_name = Path(cache_dir), teacher_name
+        self.path = cache_path(cache_dir, "logits", teacher_name, self.key) / LOGITS_FILE
         self.hit = False
 
     def load_or_compute(self, teacher: nn.Module, batch_size: int = 64) -> dict[int, torch.Tensor]:
-        """Return ``{example id: logits (C,)}`` for the cached splits, computing and saving on a miss.
+        """Return ``{example id: logits (C,)}`` for the cached splits (the ``logits`` entry of
+        :func:`bertcompress.utils.cache.load_or_build`), computing and saving them on a miss.
 
         Raises:
             ValueError: when the logits have a different number of classes than the data's labels.
         """
-        if self.path.is_file():
-            blob = torch.load(self.path, map_location="cpu", weights_only=True)
-            ids, logits, lengths = blob["ids"], blob["logits"], blob.get("lengths")
-            self.hit = True
-            log.info("Teacher logit cache hit: %s (%d examples)", self.path, len(ids))
-        else:
+
+        def build(tmp: Path) -> dict:
             parts = [
                 predict_logits(
-                    teacher,
-                    self.dm.dataset(split, self.encoder),
-                    self.encoder.tokenizer,
-                    batch_size,
-                    f"teacher logits ({split})",
-                    collate=self.dm.collator(self.encoder),
+                    teacher, self.dm.dataset(split, self.encoder), self.encoder.tokenizer, batch_size,
+                    f"teacher logits ({split})", collate=self.dm.collator(self.encoder),
                 )
                 for split in self.splits
-            ]
+            ]  # fmt: skip
             ids = torch.cat([p[0] for p in parts])
             if isinstance(parts[0][1], list):  # per token: rows concatenated, with each example's length
                 rows = [z for p in parts for z in p[1]]
-                logits = torch.cat(rows)
-                lengths = torch.tensor([len(z) for z in rows])
+                logits, lengths = torch.cat(rows), torch.tensor([len(z) for z in rows])
             else:
                 logits, lengths = torch.cat([p[1] for p in parts]), None
-            import io
+            torch.save({"ids": ids, "logits": logits, "lengths": lengths}, tmp / LOGITS_FILE)
+            return {"examples": len(ids)}
 
-            buf = io.BytesIO()
-            torch.save({"ids": ids, "logits": logits, "lengths": lengths, "key": repr(self.key)}, buf)
-            atomic_write_bytes(self.path, buf.getvalue())
-            log.info("Saved teacher logits for %d examples to %s", len(ids), self.path)
+        def load(path: Path) -> dict:
+            return torch.load(path / LOGITS_FILE, map_location="cpu", weights_only=True)
+
+        blob, use = load_or_build(self.cache_dir, "logits", self.teacher_name, self.key, build, load)
+        self.hit = use.cache_hit
+        ids, logits, lengths = blob["ids"], blob["logits"], blob.get("lengths")
         if logits.shape[1] != len(self.dm.labels):
             raise ValueError(
                 f"Teacher logits have {logits.shape[1]} classes but the data has {len(self.dm.labels)} labels "

@@ -3,6 +3,7 @@ student) per ``cfg.compression`` and save it as the run's artifact."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -17,12 +18,18 @@ from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.seeding import seed_stage
 
 
-def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> dict:
-    """Prune/quantize ``final`` per ``cfg.compression`` and save it as the run's artifact at ``path``.
+@dataclass
+class Compressed:
+    """The run's saved artifact: its dir and the compression report (what was pruned and quantized,
+    sparsity per layer)."""
 
-    Returns:
-        The compression report (what was pruned and quantized, sparsity per layer, the artifact dir).
-    """
+    artifact: Path
+    report: dict
+
+
+def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> Compressed:
+    """Prune/quantize ``final`` per ``cfg.compression`` (its declared steps) and save it as the run's artifact
+    at ``path``."""
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
     seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
 
@@ -38,7 +45,7 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
         )
         trainer.fit(lit, datamodule=dm.view(final.encoder))
 
-    return compress_and_save(final, cfg.compression, path, calibration, finetune)
+    return Compressed(path, compress_and_save(final, cfg.compression, path, calibration, finetune))
 
 
 def teacher_final(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> FinalModel:

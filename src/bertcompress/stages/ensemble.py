@@ -5,8 +5,8 @@ teacher (:func:`bertcompress.distill.teacher_ensemble.combine_teachers`)."""
 from __future__ import annotations
 
 import copy
-import io
 import logging
+from pathlib import Path
 
 import hydra
 import numpy as np
@@ -17,7 +17,7 @@ from bertcompress.distill.multi_teacher import out_of_fold_logits
 from bertcompress.distill.teacher_ensemble import TeacherEnsemble, combine_teachers
 from bertcompress.stages.evaluate import fit_cached_text_model
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_logits, teacher_name, text_logits_fn
-from bertcompress.utils.io import atomic_write_bytes
+from bertcompress.utils.cache import load_or_build
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,22 @@ def _tfidf_member(cfg: DictConfig, member: DictConfig, dm) -> tuple[dict, object
     folds = int(member.get("oof_folds", 5))
     path = fit_cached_text_model(cfg, member.model, "tfidf_lr", dm)[0]
     model = TfidfLR.load(path)
-    oof_path = path.with_name(path.name + f"-oof{folds}.npy")
-    if oof_path.is_file():
-        oof = np.load(oof_path)
-    else:
+    key = {
+        "model": OmegaConf.to_container(member.model, resolve=True),
+        "data": dm.fingerprint(),
+        "labels": list(dm.labels),
+        "folds": folds,
+        "seed": int(cfg.seed),
+    }
+
+    def build(tmp: Path) -> None:
         oof = out_of_fold_logits(
             lambda: hydra.utils.instantiate(member.model), dm.texts("train"), dm.label_ids("train"), dm.labels, folds,
             int(cfg.seed),
         )  # fmt: skip
-        buf = io.BytesIO()
-        np.save(buf, oof)
-        atomic_write_bytes(oof_path, buf.getvalue())
+        np.save(tmp / "oof.npy", oof)
+
+    oof, _ = load_or_build(cfg.paths.cache_dir, "oof_logits", "tfidf_lr", key, build, lambda p: np.load(p / "oof.npy"))
     by_id = dict(zip(dm.ids("train"), oof, strict=True))
     for split in ("val", "test"):
         by_id.update(zip(dm.ids(split), model.logits(dm.texts(split)), strict=True))

@@ -16,24 +16,26 @@ from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.metrics import classification_metrics, task_metrics
 from bertcompress.runtime import hf_predictor, load_artifact
 from bertcompress.stages.teacher import TeacherResult
-from bertcompress.utils.io import stable_hash
+from bertcompress.utils.cache import cache_meta, load_or_build
 
 log = logging.getLogger(__name__)
 
 
 def fit_cached_text_model(cfg: DictConfig, model_cfg: DictConfig, name: str, dm) -> tuple[Path, bool, float]:
-    """Fit a text model (``TfidfLR``) on the training split once per data and params, saved (atomically) in
-    ``${paths.cache_dir}/baselines/<name>-<key>``; returns ``(dir, cache hit, fit time in s)``."""
+    """Fit a text model (``TfidfLR``) on the training split once per data and params: the ``baselines``
+    cache entry ``${paths.cache_dir}/baselines/<name>-<key>``; returns ``(dir, cache hit, fit time in s)``."""
     params = OmegaConf.to_container(model_cfg, resolve=True)
     key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
-    path = Path(cfg.paths.cache_dir) / "baselines" / f"{name}-{stable_hash(key)}"
-    if (path / "manifest.json").is_file():
-        return path, True, 0.0
-    start = time.perf_counter()
-    model = hydra.utils.instantiate(model_cfg).fit(dm.texts("train"), dm.label_ids("train"), dm.labels)
-    fit_time = time.perf_counter() - start
-    model.save(path, extra={"key": key, "fit_time_s": fit_time})
-    return path, False, fit_time
+
+    def build(tmp: Path) -> dict:
+        start = time.perf_counter()
+        model = hydra.utils.instantiate(model_cfg).fit(dm.texts("train"), dm.label_ids("train"), dm.labels)
+        fit_time = time.perf_counter() - start
+        model.save(tmp, extra={"fit_time_s": fit_time})
+        return {"fit_time_s": fit_time}
+
+    path, use = load_or_build(cfg.paths.cache_dir, "baselines", name, key, build, lambda p: p)
+    return path, use.cache_hit, 0.0 if use.cache_hit else cache_meta(path)["fit_time_s"]
 
 
 def teacher_reference(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult):

@@ -3,7 +3,6 @@ ensemble's), on the training split plus an optional augmented transfer set, or r
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -33,7 +32,8 @@ from bertcompress.stages.teacher import (
     primary_logits,
     teacher_cache_key,
 )
-from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
+from bertcompress.utils.io import stable_hash
 from bertcompress.utils.seeding import SCHEME, seed_stage
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def build_transfer(cfg: DictConfig, dm, teacher: TeacherResult) -> TransferSet |
     return transfer
 
 
-STUDENT_META = "bertcompress_student.json"
+STUDENT_WEIGHTS = "student.pt"
 
 
 # keys of a student config applied after the student cache (student_class_bias), so not in its key
@@ -128,25 +128,32 @@ def run_student(
         cfg.teacher.get("text_normalizer"), task=dm.task,
     )  # fmt: skip
     key = student_cache_key(cfg, dm, teacher)
-    cache_dir = Path(cfg.paths.cache_dir) / "students" / f"{s.name}-{stable_hash(key)}"
     view = dm.view(bundle.encoder)
-    if cfg.get("use_student_cache", True) and (cache_dir / STUDENT_META).is_file():
-        # the same student config distilled from the same teacher on the same data: reuse its weights
-        bundle.module.load_state_dict(torch.load(cache_dir / "student.pt", map_location="cpu", weights_only=True))
-        meta = json.loads((cache_dir / STUDENT_META).read_text())
-        log.info("Student cache hit: %s (trained %.0f s)", cache_dir, meta["block"]["train_time_s"])
-        block = {**meta["block"], "cache_hit": True, "cache_dir": str(cache_dir)}
-    else:
-        block = _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, cache_dir, key)
+    reuse = cfg.get("use_student_cache", True)
+    built: dict = {}
+
+    def build(tmp: Path) -> dict:  # the same student config from the same teacher on the same data is reused
+        resume_dir = partial_dir(cfg, "students", cache_path(cfg.paths.cache_dir, "students", s.name, key))
+        built.update(_distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir))
+        torch.save(bundle.module.state_dict(), tmp / STUDENT_WEIGHTS)  # cached without the class offsets
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        return built
+
+    def load(path: Path) -> None:
+        bundle.module.load_state_dict(torch.load(path / STUDENT_WEIGHTS, map_location="cpu", weights_only=True))
+
+    store = reuse and not cfg.trainer.get("fast_dev_run")
+    _, use = load_or_build(cfg.paths.cache_dir, "students", s.name, key, build, load, reuse, store)
+    block = {**(built or cache_meta(use.path)), "cache_hit": use.cache_hit, "cache_dir": use.path}
     module = DistillStudent(bundle.module, dm.labels, loss, kd=bool(s.kd))
     block["class_bias"] = student_class_bias(cfg, bundle.module, bundle.encoder, dm)
     block["test"] = evaluate(module, view, cfg, loggers)
     return StudentResult(bundle, block)
 
 
-def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, cache_dir: Path, key: dict) -> dict:
-    """Fit the student on ``view`` (its encoder; plus the transfer set) and cache its weights (without the
-    class offsets); returns its results block."""
+def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Path) -> dict:
+    """Fit the student on ``view`` (its encoder; plus the transfer set), resumable from ``resume_dir``;
+    returns its results block."""
     s = cfg.student
     transfer = build_transfer(cfg, view, teacher) if s.kd else None
     if transfer is not None:
@@ -156,7 +163,6 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, cache_dir: Pat
     module = DistillStudent(
         bundle.module, view.labels, loss, kd=bool(s.kd), optimizer=optimizer, warmup_ratio=s.get("warmup_ratio", 0.1)
     )
-    resume_dir = partial_dir(cfg, "students", cache_dir) if cfg.get("use_student_cache", True) else None
     train_time, epochs, best_val = fit_best(
         module, view, cfg, loggers, int(s.epochs), callbacks, "student", (cfg.seed, "student/fit"), resume_dir
     )
@@ -176,12 +182,7 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, cache_dir: Pat
         "best_val_macro_f1": best_val,
         "monitor": monitor(cfg),  # what best_val_macro_f1 holds: val/macro_f1, or val/f1 for task=ner
     }
-    if cfg.get("use_student_cache", True) and not cfg.trainer.get("fast_dev_run"):
-        with atomic_dir(cache_dir) as tmp:
-            torch.save(bundle.module.state_dict(), tmp / "student.pt")
-            atomic_write_json(tmp / STUDENT_META, {"key": key, "block": block})
-        shutil.rmtree(partial_dir(cfg, "students", cache_dir), ignore_errors=True)
-    return {**block, "cache_hit": False, "cache_dir": str(cache_dir)}
+    return block
 
 
 def _soft_target_callbacks(cfg, view, teacher: TeacherResult, loss: SoftTargetLoss, ensemble) -> tuple[list, object]:

@@ -19,12 +19,11 @@ from bertcompress.distill.soft_targets import TeacherLogitCache, predict_logits
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.stages.fit import evaluate, fit_best, partial_dir, task_kwargs
-from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
+from bertcompress.utils.io import atomic_write_json, stable_hash
 from bertcompress.utils.seeding import SCHEME, seed_stage
 
 log = logging.getLogger(__name__)
-
-META_FILE = "bertcompress_teacher.json"
 
 
 TEST_FILE = "bertcompress_teacher_test.json"
@@ -89,79 +88,82 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
     }
 
 
-def teacher_cache_path(cfg: DictConfig, key: dict) -> Path:
-    return Path(cfg.paths.cache_dir) / "teachers" / f"{teacher_name(cfg)}-{stable_hash(key)}"
-
-
 def get_teacher(
     cfg: DictConfig, dm: ClassificationDataModule, loggers: list, ckpt_subdir: str = "teacher"
 ) -> TeacherResult:
-    """Return the fine-tuned teacher: from ``${paths.cache_dir}/teachers/<name>-<key>`` or by fine-tuning.
+    """The fine-tuned teacher: the ``teachers`` cache entry of its key (:func:`teacher_cache_key`), built on a
+    miss by fine-tuning (early stopping on ``task.monitor``, the best checkpoint restored, resumable from
+    ``last.ckpt``) and saving it with ``save_pretrained``.
 
-    Fine-tuning uses early stopping on ``val/macro_f1`` and restores the best checkpoint (run checkpoints
-    under ``checkpoints/<ckpt_subdir>``), then saves the model with ``save_pretrained`` (atomically) into
-    the cache dir with a meta file.
+    Raises:
+        ValueError: a cached teacher with another label set than the data's.
     """
     base_dir = resolve_model(cfg.teacher.hub_id, cache_dir=cfg.paths.cache_dir)
     key = teacher_cache_key(cfg, dm)
-    cache_dir = teacher_cache_path(cfg, key)
-    hit = cfg.get("use_teacher_cache", True) and (cache_dir / META_FILE).is_file()
-    model_dir = cache_dir if hit else base_dir
+    normalizer = get_text_normalizer(cfg.teacher.get("text_normalizer"))
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoder = dm.make_encoder(tokenizer, dm.max_length, get_text_normalizer(cfg.teacher.get("text_normalizer")))
-    view = dm.view(encoder)
-    seed_stage(cfg.seed, "teacher/init")  # the head init follows the seed, whatever ran before (a model conversion)
-    module = hydra.utils.instantiate(
-        cfg.teacher.module, model_dir=str(model_dir), label_names=dm.labels, **task_kwargs(dm)
-    )
-    if hit:
-        meta = OmegaConf.to_container(OmegaConf.load(cache_dir / META_FILE))
-        if meta.get("label_names") != list(dm.labels):
-            raise ValueError(
-                f"Cached teacher {cache_dir} has labels {meta.get('label_names')}, data has {dm.labels}; "
-                "delete the cache dir or fix data.labels."
-            )
-        log.info("Teacher cache hit: %s (trained %.0f s)", cache_dir, meta.get("train_time_s", 0))
-        return TeacherResult(module, encoder, cache_dir, True, 0.0, meta)
-
-    log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
-    resume_dir = partial_dir(cfg, "teachers", cache_dir) if cfg.get("use_teacher_cache", True) else None
-    train_time, epochs, best_val = fit_best(
-        module, view, cfg, loggers, int(cfg.trainer.max_epochs), [], ckpt_subdir, (cfg.seed, "teacher/fit"), resume_dir
-    )
-    meta = {
-        "teacher": cfg.teacher.name,
-        "hub_id": cfg.teacher.hub_id,
-        "base_dir": str(base_dir),
-        "label_names": list(dm.labels),
-        "key": key,
-        "train_time_s": train_time,
-        "epochs_run": epochs,
-        "best_val_macro_f1": best_val,  # the monitored val metric (task.monitor): val/f1 for task=ner
-    }
-    with atomic_dir(cache_dir) as tmp:
+    def build(tmp: Path) -> dict:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        view = dm.view(dm.make_encoder(tokenizer, dm.max_length, normalizer))
+        seed_stage(cfg.seed, "teacher/init")  # the head init follows the seed, whatever ran before (a conversion)
+        module = hydra.utils.instantiate(
+            cfg.teacher.module, model_dir=str(base_dir), label_names=dm.labels, **task_kwargs(dm)
+        )
+        log.info("Fine-tuning teacher %s from %s", cfg.teacher.name, base_dir)
+        resume_dir = partial_dir(cfg, "teachers", cache_path(cfg.paths.cache_dir, "teachers", teacher_name(cfg), key))
+        fit = fit_best(
+            module,
+            view,
+            cfg,
+            loggers,
+            int(cfg.trainer.max_epochs),
+            [],
+            ckpt_subdir,
+            (cfg.seed, "teacher/fit"),
+            resume_dir,
+        )
         module.save_pretrained(tmp, tokenizer)
-        atomic_write_json(tmp / META_FILE, meta)
-    log.info("Saved fine-tuned teacher to %s", cache_dir)
-    if resume_dir is not None:
-        shutil.rmtree(resume_dir, ignore_errors=True)  # the fit is whole and cached: nothing to resume
-    return TeacherResult(module, encoder, cache_dir, False, train_time, meta)
+        shutil.rmtree(resume_dir, ignore_errors=True)  # the fit is whole (and cached once this returns)
+        meta = {"teacher": cfg.teacher.name, "hub_id": cfg.teacher.hub_id, "base_dir": str(base_dir)}
+        return meta | {
+            "label_names": list(dm.labels),
+            "train_time_s": fit[0],
+            "epochs_run": fit[1],
+            "best_val_macro_f1": fit[2],
+        }
+
+    def load(path: Path) -> tuple:
+        module = hydra.utils.instantiate(
+            cfg.teacher.module, model_dir=str(path), label_names=dm.labels, **task_kwargs(dm)
+        )
+        return module, dm.make_encoder(AutoTokenizer.from_pretrained(path), dm.max_length, normalizer)
+
+    reuse = cfg.get("use_teacher_cache", True)
+    (module, encoder), use = load_or_build(cfg.paths.cache_dir, "teachers", teacher_name(cfg), key, build, load, reuse)
+    meta = cache_meta(use.path)
+    if meta.get("label_names") != list(dm.labels):
+        raise ValueError(
+            f"Cached teacher {use.path} has labels {meta.get('label_names')}, data has {dm.labels}; "
+            "delete the cache dir or fix data.labels."
+        )
+    train_time = 0.0 if use.cache_hit else float(meta["train_time_s"])
+    return TeacherResult(module, encoder, Path(use.path), use.cache_hit, train_time, {**meta, "key": key})
 
 
 def teacher_test_metrics(teacher: TeacherResult, dm: ClassificationDataModule, cfg: DictConfig, loggers: list) -> dict:
-    """Test the teacher once per cached checkpoint: the metrics are stored beside it and reused on a cache hit
-    (same weights, same test split: the same numbers), with ``from_cache: true``."""
-    path = teacher.cache_dir / TEST_FILE
-    if teacher.cache_hit and path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("n") == len(dm.ids("test")):
-            return {**cached, "from_cache": True}
-    test = evaluate(teacher.module, dm.view(teacher.encoder), cfg, loggers)
-    if cfg.get("use_teacher_cache", True) and (teacher.cache_dir / META_FILE).is_file():
-        atomic_write_json(path, test)
-    return test
+    """The teacher's test metrics, once per cached teacher and test split (``teacher_tests`` cache: the same
+    weights on the same test split give the same numbers); ``from_cache: true`` when reused."""
+    key = {"teacher": teacher.cache_dir.name, "test": stable_hash(dm.ids("test")), "n": len(dm.ids("test"))}
+
+    def build(tmp: Path) -> None:
+        atomic_write_json(tmp / TEST_FILE, evaluate(teacher.module, dm.view(teacher.encoder), cfg, loggers))
+
+    test, use = load_or_build(
+        cfg.paths.cache_dir, "teacher_tests", teacher.cache_dir.name, key, build,
+        lambda path: json.loads((path / TEST_FILE).read_text()), reuse=teacher.cache_hit,
+    )  # fmt: skip
+    return {**test, "from_cache": True} if use.cache_hit else test
 
 
 def primary_logits(cfg: DictConfig, dm, teacher: TeacherResult, splits, extra_key=None):
