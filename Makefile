@@ -20,7 +20,7 @@ install: ## install torch (CPU build by default) first, then the package with [d
 train: ## the main job: fine-tune the default teacher on full UBMEC, test it, write results.json
 	$(PYTHON) train.py
 
-smoke: ## the main job on a small real subset (about 3 minutes on 2 CPU cores)
+smoke: ## the main job on a small real subset (3-4 minutes on 2 CPU cores)
 	$(PYTHON) train.py experiment=smoke
 
 test: ## the fast test suite (tiny models, tiny slices of the real data)

@@ -287,6 +287,7 @@ def test_every_compression_config_runs_and_benchmarks(compression, tmp_path, tin
 
 
 @requires_ubmec
+@pytest.mark.slow
 def test_predict_py_classifies_a_bengali_string(tmp_path, tiny_run_overrides):
     run(compose([*tiny_run_overrides, "debug=fdr"], tmp_path))
     artifact = tmp_path / "run" / "artifact"

@@ -407,3 +407,27 @@ def test_cnn_bag_student_runs_with_its_table_quantized_by_torch_ao():
         quantized, report = quantize_torch(copy.deepcopy(student), "dynamic", "torch_ao", quantize_embeddings=True)
         assert report["quantized_modules"]["Embedding"] == 2  # the word table and the n-gram table
         assert (quantized(batch) - fp32).abs().max() < 0.05
+
+
+@requires_ubmec
+def test_student_seeds_share_one_teacher_and_one_set_of_teacher_logits(tmp_path, tiny_run_overrides):
+    """``student.seed`` re-seeds the student only: a second seed reuses the cached teacher and its logits and
+    trains another student; the first seed again is a student-cache hit; the report averages over them."""
+    from bertcompress.report.build import make_report
+
+    base = [*tiny_run_overrides, "student=cnn", "student.epochs=2", "baseline=none", "benchmark.enabled=false"]
+    runs = {}
+    for seed in (1, 2, 1):
+        cfg = compose(
+            [*base, f"student.seed={seed}", f"paths.output_dir={tmp_path / 'runs' / str(len(runs))}"], tmp_path
+        )
+        runs[len(runs)] = run(cfg)
+    first, second, again = runs[0], runs[1], runs[2]
+    assert first["teacher"]["cache_hit"] is False and second["teacher"]["cache_hit"] is True
+    assert second["student"]["logit_cache_hit"] is True and second["student"]["cache_hit"] is False
+    assert first["student"]["cache_dir"] != second["student"]["cache_dir"]
+    assert again["student"]["cache_hit"] is True and again["student"]["cache_dir"] == first["student"]["cache_dir"]
+    assert first["student"]["best_val_macro_f1"] == again["student"]["best_val_macro_f1"]
+    agg = make_report(tmp_path / "runs")["summary"]
+    row = agg[agg["student"] == "cnn"].iloc[0]
+    assert row["n_seeds"] == 2 and row["seeds"] == "1,2" and row["runs"] == 3

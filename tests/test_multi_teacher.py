@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bertcompress.data.augment import GENERATORS, TRANSFER_ID_BASE, build_transfer_set
+from bertcompress.data.augment import GENERATORS, TRANSFER_ID_BASE, build_transfer_set, read_unlabeled
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.multi_teacher import (
     check_weights,
@@ -127,10 +127,10 @@ def test_generators_are_deterministic_and_never_emit_val_or_test_text(ubmec_text
 def test_unlabeled_file_joins_the_transfer_set_minus_test_texts(tmp_path, ubmec_texts):
     f = tmp_path / "unlabeled.txt"
     f.write_text("\n".join([ubmec_texts[200], ubmec_texts[201], ubmec_texts[300]]), encoding="utf-8")
-    t = build_transfer_set(ubmec_texts[:10], [ubmec_texts[300]], {}, unlabeled_file=f)
+    t = build_transfer_set(ubmec_texts[:10], [ubmec_texts[300]], {}, unlabeled={"unlabeled_file": read_unlabeled(f)})
     assert t.report["generated"] == {"unlabeled_file": 2} and t.report["dropped_equal_to_val_or_test"] == 1
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        build_transfer_set(ubmec_texts[:10], [], {}, unlabeled_file=tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError, match=r"augment.unlabeled_file=.*missing.txt: no such file"):
+        read_unlabeled(tmp_path / "missing.txt")
 
 
 def test_ce_term_is_skipped_for_unlabeled_examples():

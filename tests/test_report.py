@@ -88,6 +88,7 @@ def test_report_cli(tmp_path):
     assert bad.returncode == 2 and "no such dir" in bad.stderr
 
 
+@pytest.mark.slow
 def test_compare_runs_notebook_executes_on_a_fixture_sweep(tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient

@@ -191,6 +191,8 @@ class PruningCallback(L.Callback):
     ):
         if schedule not in {"oneshot", "gradual"}:
             raise ValueError(f"compression.pruning.schedule={schedule!r}: expected 'oneshot' or 'gradual'")
+        if scope not in {"local", "global"}:
+            raise ValueError(f"compression.pruning.scope={scope!r}: expected 'local' or 'global'")
         self.amount, self.scope, self.schedule = check_amount(amount), scope, schedule
         self.include, self.exclude = tuple(include), tuple(exclude)
         self.frequency, self.start_fraction, self.end_fraction = frequency, start_fraction, end_fraction

@@ -15,14 +15,14 @@ needs (an ONNX file, a torchao skeleton, a pruned structure) into ``context.arti
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
-from bertcompress.compression.pruning import DEFAULT_EXCLUDE, PruningCallback, check_amount, prune_oneshot
-from bertcompress.compression.quantization import Quantizer, check_quant_config
+from bertcompress.compression.pruning import PruningCallback, prune_oneshot
+from bertcompress.compression.quantization import Quantizer
 from bertcompress.compression.structured import head_importance, prune_structured
 
 
@@ -58,40 +58,28 @@ def _finetune(context: CompressionContext, model: nn.Module, callbacks: list, wh
 
 
 class UnstructuredPruning:
-    """L1 unstructured pruning to ``amount`` sparsity (``torch.nn.utils.prune``), ``scope`` local or global.
+    """L1 unstructured pruning to ``amount`` sparsity (``torch.nn.utils.prune``): one-shot after training, or
+    gradual inside a fine-tune of ``finetune_epochs`` (with ``optimizer``), where Lightning runs the
+    :class:`PruningCallback`. ``settings`` are the callback's (amount, scope, schedule, include, exclude,
+    frequency), checked when the step is built.
 
     Raises:
-        ValueError: ``amount`` outside [0, 1), an unknown ``schedule``, or (in :meth:`apply`) a module
-            filter that matches no layer.
+        ValueError: ``amount`` outside [0, 1), an unknown ``scope`` or ``schedule``, or (in :meth:`apply`) a
+            module filter that matches no layer.
     """
 
-    def __init__(
-        self,
-        amount: float = 0.3,
-        scope: str = "local",
-        schedule: str = "oneshot",
-        include: Sequence[str] = ("*",),
-        exclude: Sequence[str] = DEFAULT_EXCLUDE,
-        frequency: int = 10,
-        finetune_epochs: int = 1,
-        optimizer=None,
-    ):
-        if scope not in {"local", "global"}:
-            raise ValueError(f"compression.pruning.scope={scope!r}: expected 'local' or 'global'")
-        if schedule not in {"oneshot", "gradual"}:
-            raise ValueError(f"compression.pruning.schedule={schedule!r}: expected 'oneshot' or 'gradual'")
-        self.amount, self.scope, self.schedule = check_amount(amount), scope, schedule
-        self.include, self.exclude, self.frequency = tuple(include), tuple(exclude), int(frequency)
+    def __init__(self, finetune_epochs: int = 1, optimizer=None, **settings):
+        self.callback = PruningCallback(**settings)
         self.finetune_epochs, self.optimizer = int(finetune_epochs), optimizer
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        if self.schedule == "oneshot":
-            context.report["pruning"] = prune_oneshot(model, self.amount, self.scope, self.include, self.exclude)
+        cb = self.callback
+        if cb.schedule == "oneshot":
+            context.report["pruning"] = prune_oneshot(model, cb.amount, cb.scope, cb.include, cb.exclude)
             return model
         # gradual: Lightning runs the callback while fine-tuning; it makes the masks permanent at fit end
-        callback = PruningCallback(self.amount, self.scope, "gradual", self.include, self.exclude, self.frequency)
-        _finetune(context, model, [callback], "the gradual pruning schedule")
-        context.report["pruning"] = callback.report
+        _finetune(context, model, [cb], "the gradual pruning schedule")
+        context.report["pruning"] = cb.report
         return model
 
 
@@ -136,34 +124,17 @@ class StructuredPruning:
 
 
 class PostTrainingQuantization:
-    """PTQ of the trained model: ``mode`` dynamic / static (int8) or fp16 / bf16, through ``backend``
-    (see :mod:`bertcompress.compression.quantization`); applied after training, outside any fit.
+    """PTQ of the trained model: ``mode`` dynamic / static (int8) or fp16 / bf16, through ``backend``, with
+    :class:`bertcompress.compression.quantization.Quantizer`'s settings (mode, backend, quantize_embeddings,
+    per_channel, calibration_batches, observer, smoothquant_alpha); applied after training, outside any fit.
 
     Raises:
         ValueError: an unknown mode, backend or observer, static PTQ without ``calibration_batches``, or a
             SmoothQuant ``alpha`` outside (0, 1] or with a non-int8 mode (:func:`check_quant_config`).
     """
 
-    def __init__(
-        self,
-        mode: str = "dynamic",
-        backend: str = "torch_ao",
-        quantize_embeddings: bool = False,
-        per_channel: bool = False,
-        calibration_batches: int | None = 8,
-        observer: str = "minmax",
-        smoothquant_alpha: float | None = None,
-    ):
-        check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
-        self.ptq = Quantizer(
-            mode,
-            backend,
-            bool(quantize_embeddings),
-            bool(per_channel),
-            calibration_batches,
-            observer,
-            smoothquant_alpha,
-        )
+    def __init__(self, **settings):
+        self.ptq = Quantizer(**settings)  # checks them: check_quant_config
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         quantized = self.ptq.apply(model, context.calibration_loader, context.workdir)

@@ -116,11 +116,11 @@ class ConllDataModule(ClassificationDataModule):
         index = {name: i for i, name in enumerate(self.labels)}
         return [[index[t] for t in row] for row in self.frames[split]["label"]]
 
-    def view(self, encoder=None, max_length=None, transfer=None) -> ConllDataModule:
+    def view(self, encoder=None, max_length=None, transfer=None, shuffle_seed=None) -> ConllDataModule:
         """:meth:`ClassificationDataModule.view`; a sequence labeler has no augmented transfer set."""
         if transfer is not None and len(transfer[0]):
             raise ValueError("augmented transfer sets are for text classification; task=ner has none (augment=none)")
-        return super().view(encoder, max_length)
+        return super().view(encoder, max_length, shuffle_seed=shuffle_seed)
 
     def summary(self) -> dict:
         """Sentences, tokens and entities (by type) per split."""

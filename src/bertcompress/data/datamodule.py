@@ -71,6 +71,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.val_size = val_size
         self.seed = seed
+        self.shuffle_seed = seed  # the training loader's order: a view can give a stage its own (student.seed)
         self.limits = {"train": limit_train, "val": limit_val, "test": limit_test}
         self.num_workers = num_workers
         self.frames: dict[str, pd.DataFrame] | None = None
@@ -143,10 +144,12 @@ class ClassificationDataModule(L.LightningDataModule):
         encoder: TextEncoder | None = None,
         max_length: int | None = None,
         transfer: tuple[Sequence[int], Sequence[str]] | None = None,
+        shuffle_seed: int | None = None,
     ) -> ClassificationDataModule:
         """A view of this datamodule for one stage: the same splits, with the ``encoder`` its loaders
-        tokenize with, the ``max_length`` its encoders truncate at, and an augmented ``transfer`` set
-        (ids, texts) joined to the training loader. The datamodule itself is never changed, so nothing a
+        tokenize with, the ``max_length`` its encoders truncate at, an augmented ``transfer`` set (ids,
+        texts) joined to the training loader, and the ``shuffle_seed`` of the training loader's order (the
+        splits and the fingerprint keep the data seed). The datamodule itself is never changed, so nothing a
         stage does changes what a later stage sees.
 
         Transfer-set examples carry no hard label; they need teacher soft targets (a SoftTargetCallback
@@ -159,6 +162,7 @@ class ClassificationDataModule(L.LightningDataModule):
         out = copy.copy(self)  # shares the splits and the tokenization memo
         out.encoder = encoder if encoder is not None else self.encoder
         out.max_length = int(max_length) if max_length is not None else self.max_length
+        out.shuffle_seed = int(shuffle_seed) if shuffle_seed is not None else self.shuffle_seed
         if transfer is not None:
             ids, texts = list(transfer[0]), list(transfer[1])
             if len(ids) != len(texts):
@@ -228,7 +232,7 @@ class ClassificationDataModule(L.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=batch_size,
-            sampler=EpochShuffleSampler(len(ds), self.seed) if shuffle else None,
+            sampler=EpochShuffleSampler(len(ds), self.shuffle_seed) if shuffle else None,
             collate_fn=self.collator(encoder),
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),

@@ -20,8 +20,8 @@ log = logging.getLogger(__name__)
 
 # config nodes that never change what a run measures (or that are swept as seeds)
 IGNORED_KEYS = (
-    "seed", "paths", "logger", "callbacks", "hydra", "run_name", "tags", "task_name", "debug", "benchmark",
-    "use_teacher_cache", "trainer.default_root_dir",
+    "seed", "student.seed", "augment.seed", "paths", "logger", "callbacks", "hydra", "run_name", "tags", "task_name", "debug", "benchmark",
+    "use_teacher_cache", "use_student_cache", "sweep_name", "sweep_preflight", "skip_finished", "trainer.default_root_dir",
 )  # fmt: skip
 TABLES = {
     "baselines": "Baselines (Table 4): fine-tuned teachers and the classical floor",
@@ -44,6 +44,12 @@ def _macro(test: dict, key: str) -> float | None:
     per = test.get("per_class") or {}
     vals = [c[key] for c in per.values() if key in c]
     return sum(vals) / len(vals) if vals else None
+
+
+def _seed(cfg: dict):
+    """The seed a run is one draw of: ``student.seed`` for a student (swept under one teacher), else ``seed``."""
+    student_seed = (cfg.get("student") or {}).get("seed")
+    return student_seed if student_seed is not None else cfg.get("seed")
 
 
 def _row_from_results(path: Path, r: dict) -> dict:
@@ -73,7 +79,7 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "student": student,
         "compression": compression,
         "kd": kd,
-        "seed": cfg.get("seed"),
+        "seed": _seed(cfg),
         "data": (cfg.get("data") or {}).get("name"),
         "config_hash": stable_hash(flat),
         "config_flat": flat,

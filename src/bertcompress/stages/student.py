@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bertcompress.data.augment import TransferSet, build_transfer_set
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.losses import SoftTargetLoss, loss_from_config
 from bertcompress.distill.module import DistillStudent
@@ -32,6 +31,7 @@ from bertcompress.stages.teacher import (
     primary_logits,
     teacher_cache_key,
 )
+from bertcompress.stages.transfer import build_transfer, select_transfer, selects
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
 from bertcompress.utils.io import stable_hash
 from bertcompress.utils.seeding import SCHEME, seed_stage
@@ -39,28 +39,14 @@ from bertcompress.utils.seeding import SCHEME, seed_stage
 log = logging.getLogger(__name__)
 
 
+def student_seed(cfg: DictConfig) -> int:
+    """``student.seed`` (head init, dropout, data order, transfer-set sampling); the run seed when unset."""
+    return int(cfg.student.get("seed", cfg.seed))
+
+
 def soft_target_loss(cfg: DictConfig) -> SoftTargetLoss:
     """The configured loss; raises ValueError for T <= 0 or alpha outside [0, 1] before any training."""
     return loss_from_config(cfg.student.loss)
-
-
-def build_transfer(cfg: DictConfig, dm, teacher: TeacherResult) -> TransferSet | None:
-    """The augmented transfer set of ``cfg.augment`` (None when off); it is added to the training loader."""
-    a = cfg.get("augment") or {}
-    if not a.get("enabled", False):
-        return None
-    tok = teacher.encoder.tokenizer
-    mask = a.get("mask_token") or getattr(tok, "mask_token", None) or tok.unk_token
-    transfer = build_transfer_set(
-        dm.texts("train"),
-        dm.texts("val") + dm.texts("test"),
-        OmegaConf.to_container(a.generators, resolve=True),
-        int(a.get("seed", cfg.seed)),
-        mask,
-        a.get("unlabeled_file"),
-    )
-    log.info("Transfer set: %s", transfer.report)
-    return transfer
 
 
 STUDENT_WEIGHTS = "student.pt"
@@ -121,14 +107,15 @@ def run_student(
     """
     s = cfg.student
     loss = soft_target_loss(cfg)
-    seed_stage(cfg.seed, "student/init")
+    seed = student_seed(cfg)
+    seed_stage(seed, "student/init")
     max_length = s.get("max_length") or dm.max_length
     bundle = build_student(
         s, teacher.cache_dir, dm.labels, dm.texts("train"), max_length, cfg.paths.cache_dir,
         cfg.teacher.get("text_normalizer"), task=dm.task,
     )  # fmt: skip
     key = student_cache_key(cfg, dm, teacher)
-    view = dm.view(bundle.encoder)
+    view = dm.view(bundle.encoder, shuffle_seed=seed)
     reuse = cfg.get("use_student_cache", True)
     built: dict = {}
 
@@ -156,15 +143,25 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
     returns its results block."""
     s = cfg.student
     transfer = build_transfer(cfg, view, teacher) if s.kd else None
+    transfer_logits: dict = {}
     if transfer is not None:
+        full = view.view(transfer=(transfer.ids(), transfer.texts))
+        if s.get("soft_targets", "black_box") == "black_box" or selects(cfg):  # the primary's, via the cache
+            transfer_logits = primary_logits(
+                cfg, full, teacher, ("transfer",), {"transfer": stable_hash(transfer.texts)}
+            )[0]
+        if selects(cfg):
+            transfer = select_transfer(cfg, transfer, transfer_logits, ensemble)
         view = view.view(transfer=(transfer.ids(), transfer.texts))  # the transfer set joins this fit only
-    callbacks, logit_cache = _soft_target_callbacks(cfg, view, teacher, loss, ensemble) if s.kd else ([], None)
+    callbacks, logit_cache = (
+        _soft_target_callbacks(cfg, view, teacher, loss, ensemble, transfer_logits) if s.kd else ([], None)
+    )
     optimizer = hydra.utils.instantiate(s.optimizer)
     module = DistillStudent(
         bundle.module, view.labels, loss, kd=bool(s.kd), optimizer=optimizer, warmup_ratio=s.get("warmup_ratio", 0.1)
     )
     train_time, epochs, best_val = fit_best(
-        module, view, cfg, loggers, int(s.epochs), callbacks, "student", (cfg.seed, "student/fit"), resume_dir
+        module, view, cfg, loggers, int(s.epochs), callbacks, "student", (student_seed(cfg), "student/fit"), resume_dir
     )
     block = {
         "name": s.name,
@@ -185,10 +182,13 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
     return block
 
 
-def _soft_target_callbacks(cfg, view, teacher: TeacherResult, loss: SoftTargetLoss, ensemble) -> tuple[list, object]:
+def _soft_target_callbacks(
+    cfg, view, teacher: TeacherResult, loss: SoftTargetLoss, ensemble, transfer_logits: dict
+) -> tuple[list, object]:
     """The :class:`SoftTargetCallback` that puts the teacher's soft targets into each training batch, by
-    example id (train, val and the transfer set of ``view``): cached logits (``black_box``, of the
-    primary teacher or the ensemble) or the teacher in the loop (``online``); returns it and the logit cache."""
+    example id (train, val and the transfer set of ``view``, whose primary-teacher logits are
+    ``transfer_logits``): cached logits (``black_box``, of the primary teacher or the ensemble) or the
+    teacher in the loop (``online``); returns it and the logit cache."""
     mode = cfg.student.get("soft_targets", "black_box")
     transfer_ids, transfer_texts = view.ids("transfer"), view.texts("transfer")
     if mode == "online":
@@ -198,10 +198,6 @@ def _soft_target_callbacks(cfg, view, teacher: TeacherResult, loss: SoftTargetLo
         return [SoftTargetCallback(teacher=teacher.module, teacher_encoder=teacher.encoder, texts_by_id=texts)], None
     if mode != "black_box":
         raise ValueError(f"student.soft_targets={mode!r}: expected 'black_box' or 'online'")
-    transfer_logits = {}
-    if transfer_ids:  # the primary teacher's logits on the transfer set, via the on-disk cache
-        extra_key = {"transfer": stable_hash(transfer_texts)}
-        transfer_logits = primary_logits(cfg, view, teacher, ("transfer",), extra_key)[0]
     if ensemble is None:
         logits_by_id, logit_cache = primary_logits(cfg, view, teacher, ("train", "val"))
         return [SoftTargetCallback(logits_by_id={**logits_by_id, **transfer_logits})], logit_cache
