@@ -36,6 +36,10 @@ def test_every_option_composes(group, option, tmp_path):
 def test_defaults_are_the_offline_cpu_job(tmp_path):
     cfg = compose([], tmp_path)
     assert cfg.teacher.name == "me5_small" and cfg.data.name == "ubmec" and cfg.hardware.name == "cpu"
+    # the measured recipe: mean pooling, lr 1e-4, 3 epochs; the tuned ensembles keep the [CLS] head
+    assert cfg.teacher.module.pooling == "mean" and cfg.teacher.module.optimizer.lr == 1e-4 and cfg.teacher.epochs == 3
+    ens = compose(["teacher_ensemble=me5_seeds_tfidf"], tmp_path)
+    assert ens.teacher.module.pooling == "cls" and ens.teacher.members.me5_seed7.module.pooling == "cls"
     assert cfg.trainer.precision == "32-true" and cfg.trainer.accelerator == "cpu"
     assert cfg.callbacks.early_stopping.monitor == "val/macro_f1" and cfg.callbacks.early_stopping.patience == 3
 

@@ -215,7 +215,7 @@ def test_member_and_class_bias_keys(tmp_path):
     from bertcompress.stages.teacher import teacher_cache_key
 
     data = ["data.limit_train=64", "data.limit_val=32", "data.limit_test=32"]
-    grid_best = ["teacher=me5_small", "teacher.module.optimizer.lr=1e-4", "+teacher.module.layer_lr_decay=0.85"]
+    grid_best = ["teacher=me5_small", "teacher.module.pooling=cls", "+teacher.module.layer_lr_decay=0.85"]
     cfg = compose(["teacher_ensemble=me5_seeds_tfidf", *data], tmp_path)
     plain = compose([*grid_best, *data], tmp_path)
     seeded = compose([*grid_best, *data, "seed=7", "data.seed=42"], tmp_path)

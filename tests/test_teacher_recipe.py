@@ -117,7 +117,7 @@ def test_mean_pool_refuses_what_it_cannot_pool(tiny_bert_dir, tiny_electra_dir):
 
 @requires_ubmec
 def test_mean_pool_teacher_runs_end_to_end_into_a_truncated_int8_onnx_student(tmp_path, tiny_run_overrides):
-    """`+teacher.module.pooling=mean` through the whole pipeline: fine-tune, cache, a 1-layer truncated
+    """The default mean pooling through the whole pipeline: fine-tune, cache, a 1-layer truncated
     student with a reduced vocabulary that keeps the mean pooling, int8 in ONNX Runtime, the artifact."""
     import json
 
@@ -127,7 +127,7 @@ def test_mean_pool_teacher_runs_end_to_end_into_a_truncated_int8_onnx_student(tm
     from bertcompress.pipeline import run
     from tests.conftest import compose
 
-    overrides = [*tiny_run_overrides, "+teacher.module.pooling=mean", "debug=fdr", "student=teacher_truncated"]
+    overrides = [*tiny_run_overrides, "debug=fdr", "student=teacher_truncated"]
     overrides += ["student.num_layers=1", "student.reduce_vocab=true", "compression=quant_onnx"]
     results = run(compose(overrides, tmp_path))
     assert AutoConfig.from_pretrained(results["teacher"]["model_dir"]).model_type == "bert_mean_pool"

@@ -181,7 +181,7 @@ class TeacherFinetune(ClassifierModule):
         pooling: ``cls`` (the model's own head: the pooler on [CLS]) or ``mean`` (masked mean of the last
             hidden states, the pre-training pooling of multilingual-e5;
             :class:`bertcompress.models.mean_pool.MeanPoolBertForSequenceClassification`). Classification
-            and BERT-architecture teachers only. Set it with ``+teacher.module.pooling=mean``.
+            and BERT-architecture teachers only. ``teacher.module.pooling`` in the teacher config (me5_small: ``mean``).
 
     Input batches: ``input_ids``/``attention_mask`` (B, T); output logits (B, num_labels).
 
