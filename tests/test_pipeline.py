@@ -35,7 +35,14 @@ def test_fast_dev_run_fit_and_test_writes_results(tmp_path, tiny_run_overrides):
 def test_electra_teacher_runs(tmp_path, tiny_run_overrides, tiny_electra_dir):
     overrides = [o for o in tiny_run_overrides if not o.startswith("teacher.hub_id")]
     cfg = compose(
-        [*overrides, f"teacher.hub_id={tiny_electra_dir}", "teacher.name=tiny_electra", "debug=fdr"], tmp_path
+        [
+            *overrides,
+            f"teacher.hub_id={tiny_electra_dir}",
+            "teacher.name=tiny_electra",
+            "teacher.module.pooling=cls",
+            "debug=fdr",
+        ],
+        tmp_path,
     )
     results = run(cfg)
     assert results["teacher"]["params"]["total"] > 0 and results["teacher"]["test"]["n"] > 0

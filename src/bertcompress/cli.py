@@ -1,6 +1,7 @@
-"""Console scripts: ``bertcompress-predict`` (classify text with any saved artifact) and
-``bertcompress-bench`` (benchmark an artifact against a reference on a test file) and
-``bertcompress-report`` (a sweep's tables and figures)."""
+"""Console scripts: ``predict`` (classify text with any saved artifact), ``bench`` (benchmark an artifact
+against a reference on a test file; ``--label-map`` scores another corpus' labels), ``report`` (a sweep's
+tables and figures) and ``export`` (an artifact the torch-free runtime runs). ``bertcompress-predict`` and
+``bertcompress-bench`` belong to bertcompress-runtime, which hands hf / torch artifacts to these."""
 
 from __future__ import annotations
 
@@ -78,8 +79,11 @@ def bench(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--label-map", help="YAML/JSON {data label: artifact label | [labels] | null}")
     parser.add_argument("--out", help="write the result JSON here (atomically)")
     args = parser.parse_args(argv)
+    if args.label_map:
+        return _bench_mapped(args)
     from bertcompress.benchmark.bench import benchmark
     from bertcompress.data.readers import clean_frame, read_table
     from bertcompress.runtime import load_artifact
@@ -129,6 +133,63 @@ def bench(argv: list[str] | None = None) -> int:
         print(f"speedup {result['speedup']:.2f}x  compression {result['compression_ratio']:.2f}x vs {args.reference}")
     if args.out:
         atomic_write_json(args.out, result)
+    return 0
+
+
+def _bench_mapped(args) -> int:
+    """``bench --label-map``: score the artifact on a corpus with other labels (the runtime's mapping), then
+    time it without scoring."""
+    from bertcompress_runtime.cli import read_labelled
+    from bertcompress_runtime.labelmap import evaluate, format_table, read_label_map
+
+    from bertcompress.benchmark.bench import benchmark
+    from bertcompress.runtime import load_artifact
+    from bertcompress.utils.io import atomic_write_json
+
+    predictor = load_artifact(args.artifact, threads=args.threads)
+    if predictor.task == "ner":
+        print("bertcompress-bench: --label-map scores whole-text classifiers, not task ner", file=sys.stderr)
+        return 2
+    try:
+        texts, labels = read_labelled(args.data, args.text_column, args.label_column)
+        texts, labels = texts[: args.limit or None], labels[: args.limit or None]
+        result = evaluate(
+            predictor.predict_proba(texts), labels, read_label_map(args.label_map, predictor.label_names), args.data
+        )
+    except ValueError as e:
+        print(f"bertcompress-bench: {e}", file=sys.stderr)
+        return 2
+    timing = benchmark(
+        predictor, texts, [], None, n_runs=args.runs, warmup=args.warmup, threads=args.threads, evaluate=False
+    )
+    result.update({k: timing[k] for k in ("latency_ms", "throughput_seq_s", "size_mb", "machine")})
+    print(
+        f"{Path(args.artifact).name}: acc {result['accuracy']:.2f}  macro-F1 {result['macro_f1']:.2f}  "
+        f"p50 {result['latency_ms']['p50']:.2f} ms  p95 {result['latency_ms']['p95']:.2f} ms  "
+        f"{result['throughput_seq_s']:.1f} seq/s  {result['size_mb']:.1f} MB  ({result['n']} rows, {result['dropped']} dropped)"
+    )
+    print(format_table(result))
+    if args.out:
+        atomic_write_json(args.out, result)
+    return 0
+
+
+def export(argv: list[str] | None = None) -> int:
+    """Export an artifact to one the torch-free runtime (bertcompress-runtime) runs: ONNX, optionally int8."""
+    parser = argparse.ArgumentParser(prog="bertcompress-export", description=export.__doc__)
+    parser.add_argument("artifact", help="any artifact dir")
+    parser.add_argument("out", help="the ONNX artifact dir to write (replaced whole)")
+    parser.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 (MatMul, Gemm, Gather)")
+    parser.add_argument("--per-channel", action="store_true", help="with --int8: one weight scale per channel")
+    args = parser.parse_args(argv)
+    from bertcompress.runtime.export import export_artifact
+
+    try:
+        report = export_artifact(args.artifact, args.out, int8=args.int8, per_channel=args.per_channel)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"bertcompress-export: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in report.items() if k != "quantization"}))
     return 0
 
 

@@ -89,4 +89,11 @@ def _save(final: FinalModel, cfg: DictConfig, module, hf_model, context: Compres
     elif fmt == "hf":
         save_artifact(out_dir, "hf", hf_model=hf_model, **common)
     else:
-        save_artifact(out_dir, "torch", module=module, skeleton=context.artifact.get("skeleton"), **common)
+        save_artifact(
+            out_dir,
+            "torch",
+            module=module,
+            quantization=context.artifact.get("quantization"),
+            structure=context.artifact.get("structure"),
+            **common,
+        )

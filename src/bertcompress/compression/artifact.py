@@ -2,10 +2,10 @@
 
 Formats (``manifest["format"]``):
 - ``hf``: a dense transformer saved with ``save_pretrained`` (loads with plain transformers too);
-- ``torch``: a pickled ``nn.Module`` (``model.pt``, batch dict -> logits), for quantized models and
-  the static-embedding students; loading needs this package and ``torch.load(weights_only=False)``.
-  torchao-quantized models cannot be pickled whole: ``model.pt`` then holds the state dict and
-  ``skeleton.pt`` the module on the meta device, filled with ``load_state_dict(assign=True)``;
+- ``torch``: an ``nn.Module`` (batch dict -> logits) as ``model.safetensors`` + ``module.json`` (how to
+  rebuild it: the static student's builder and sizes or the HF config, and the PTQ applied), for
+  torch-quantized and structurally pruned models and the static-embedding students; no pickle
+  (:mod:`bertcompress.compression.serialize`);
 - ``onnx``: ``model.onnx`` run with ONNX Runtime (inputs ``input_ids``, ``attention_mask``);
 - ``sklearn``: the TF-IDF + LR baseline (:mod:`bertcompress.models.tfidf`), raw text in.
 
@@ -18,24 +18,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from bertcompress.compression.serialize import write_module
 from bertcompress.utils.io import atomic_dir, atomic_write_json
-from bertcompress.utils.manifest import HOW_TO_LOAD, MANIFEST, SKELETON, WEIGHT_FILES
+from bertcompress.utils.manifest import FORMAT_VERSION, HOW_TO_LOAD, MANIFEST, WEIGHT_FILES
 
 
-def meta_skeleton(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` whose parameters live on the meta device (no storage); buffers stay real,
-    since non-persistent ones (e.g. BERT's position_ids) are not in the state dict."""
-    import copy
+def module_spec(module: nn.Module, task: str, structure: dict | None) -> dict:
+    """How the loader rebuilds ``module``: a static student's recorded ``build_spec``, or for a wrapped HF
+    model (``module.model``) its config (saved beside the weights) and pruned structure.
 
-    skeleton = copy.deepcopy(module)
-    for sub in skeleton.modules():
-        for name, p in list(sub._parameters.items()):
-            if p is not None:
-                sub._parameters[name] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
-    return skeleton
+    Raises:
+        ValueError: a module that records neither.
+    """
+    spec = getattr(module, "build_spec", None)
+    if spec is not None:
+        return spec
+    if getattr(module, "model", None) is not None and hasattr(module.model, "config"):
+        return {"builder": "hf", "task": task, "structure": structure}
+    raise ValueError(
+        f"{type(module).__name__} cannot be saved as a torch artifact: it records no build spec "
+        "(static students get one from bertcompress.models.student_builder; HF models are wrapped in HFStudent)"
+    )
 
 
 def save_artifact(
@@ -49,13 +54,14 @@ def save_artifact(
     hf_model=None,
     onnx_file: str | Path | None = None,
     extra: dict | None = None,
-    skeleton: nn.Module | None = None,
+    quantization: dict | None = None,
+    structure: dict | None = None,
     task: str = "classification",
 ) -> Path:
     """Write an artifact dir atomically. Give ``hf_model`` for ``hf``, ``module`` for ``torch``, ``onnx_file`` for ``onnx``.
 
-    ``skeleton`` (torch format): the module's architecture on the meta device; the weights are then
-    saved as a state dict (needed for torchao tensor subclasses).
+    ``quantization`` / ``structure`` (torch format): the PTQ settings applied to ``module`` and the kept
+    heads and neurons of a structurally pruned transformer, from which the loader rebuilds it.
 
     Raises:
         ValueError: for an unknown format or a missing model for it.
@@ -71,11 +77,10 @@ def save_artifact(
         elif fmt == "torch":
             if module is None:
                 raise ValueError("format 'torch' needs module")
-            if skeleton is not None:
-                torch.save(module.state_dict(), tmp / WEIGHT_FILES["torch"])
-                torch.save(skeleton, tmp / SKELETON)
-            else:
-                torch.save(module, tmp / WEIGHT_FILES["torch"])
+            spec = module_spec(module, task, structure)
+            if spec["builder"] == "hf":
+                module.model.config.save_pretrained(tmp)
+            write_module(tmp, module, spec, quantization)
         else:
             if onnx_file is None:
                 raise ValueError("format 'onnx' needs onnx_file")
@@ -87,6 +92,7 @@ def save_artifact(
             tmp / MANIFEST,
             {
                 "format": fmt,
+                "format_version": FORMAT_VERSION,
                 "task": task,
                 "weights": WEIGHT_FILES[fmt],
                 "label_names": list(label_names),

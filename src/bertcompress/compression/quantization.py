@@ -22,7 +22,6 @@ from pathlib import Path
 import lightning as L
 from torch import nn
 
-from bertcompress.compression.artifact import meta_skeleton
 from bertcompress.compression.smoothquant import check_alpha, smooth_linears
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,8 @@ def check_quant_config(
 @dataclass
 class QuantizedModel:
     """The result of PTQ: a torch module (``kind='torch'``) or an int8 ONNX file (``kind='onnx'``);
-    ``extra["skeleton"]`` (torchao) is the float architecture on the meta device for reloading."""
+    ``extra["settings"]`` (torch) holds what a loader needs to redo it on a rebuilt module (mode, backend,
+    quantize_embeddings, per_channel)."""
 
     kind: str
     report: dict
@@ -116,6 +116,9 @@ class Quantizer:
         smoothquant_alpha: apply SmoothQuant (:mod:`bertcompress.compression.smoothquant`) with this
             migration strength, calibrated on ``calibration_batches`` training batches, before int8;
             None turns it off.
+        fuse: onnxruntime, dynamic: export a BERT encoder with eager attention and fuse its graph with
+            ONNX Runtime's transformer optimizer before int8 (:func:`~bertcompress.compression.quant_onnx.export_fused`);
+            other models are exported unfused (the report says so).
 
     Raises:
         ValueError / QuantizationError: on construction, for a config the backend cannot do
@@ -131,8 +134,12 @@ class Quantizer:
         calibration_batches: int | None = 8,
         observer: str = "minmax",
         smoothquant_alpha: float | None = None,
+        fuse: bool = False,
     ):
         check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
+        if fuse and (backend != "onnxruntime" or mode != "dynamic"):
+            raise ValueError("compression.quantization.fuse=true fuses ONNX graphs: backend=onnxruntime, mode=dynamic")
+        self.fuse = bool(fuse)
         self.mode, self.backend = mode, backend
         self.quantize_embeddings, self.per_channel = bool(quantize_embeddings), bool(per_channel)
         self.calibration_batches, self.observer = calibration_batches, observer
@@ -156,6 +163,7 @@ class Quantizer:
             q.get("calibration_batches"),
             q.get("observer", "minmax"),
             q.get("smoothquant_alpha"),
+            bool(q.get("fuse", False)),
         )
 
     def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
@@ -167,8 +175,8 @@ class Quantizer:
             workdir: where the ONNX backend writes ``fp32.onnx`` and ``int8.onnx``.
 
         Returns:
-            The quantized model; for torchao, ``extra["skeleton"]`` is the float architecture (after
-            SmoothQuant) on the meta device, which its saved state dict reloads into.
+            The quantized model; for a torch backend, ``extra["settings"]`` are the settings a loader
+            applies again to a rebuilt float module before filling it with the saved tensors.
 
         Raises:
             ValueError: the ONNX backend or SmoothQuant without data, or the ONNX backend without a workdir.
@@ -185,10 +193,13 @@ class Quantizer:
                 module, iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
             )
         if self.backend != "onnxruntime":
-            extra = {}
-            if self.backend == "torchao" and self.mode == "dynamic":
-                # torchao's quantized weights cannot be pickled whole: they reload into this skeleton
-                extra["skeleton"] = meta_skeleton(module)
+            settings = {
+                "mode": self.mode,
+                "backend": self.backend,
+                "quantize_embeddings": bool(self.quantize_embeddings),
+                "per_channel": bool(self.per_channel),
+            }
+            extra = {"settings": settings}
             qmodule, report = quantize_torch(
                 module, self.mode, self.backend, self.quantize_embeddings, self.per_channel
             )
@@ -198,7 +209,14 @@ class Quantizer:
         if workdir is None:
             raise ValueError("backend 'onnxruntime' needs a workdir for the exported graphs")
         example = next(iter(calibration_loader))
-        fp32 = export_onnx(module, Path(workdir) / "fp32.onnx", example)
+        fusion = None
+        if self.fuse and getattr(getattr(module, "model", None), "config", None) is not None:
+            from bertcompress.compression.quant_onnx import FUSABLE, export_fused
+
+            if module.model.config.model_type in FUSABLE:
+                fp32, fusion = export_fused(module, Path(workdir) / "fp32.onnx", example)
+        if fusion is None:
+            fp32 = export_onnx(module, Path(workdir) / "fp32.onnx", example)
         int8 = Path(workdir) / "int8.onnx"
         calibration = None
         if self.mode == "static":
@@ -206,6 +224,7 @@ class Quantizer:
         report = quantize_onnx(
             fp32, int8, self.mode, self.quantize_embeddings, calibration, self.observer, self.per_channel
         )
+        report["fusion"] = fusion if fusion is not None else ("not a BERT encoder: unfused" if self.fuse else None)
         return QuantizedModel("onnx", {**report, "smoothquant": smoothing}, onnx_file=int8)
 
 

@@ -3,7 +3,7 @@
 
 A step validates its settings when it is built (so a bad config fails before any training) and has
 ``apply(model, context) -> model``; what it did goes into ``context.report``, and what the artifact
-needs (an ONNX file, a torchao skeleton, a pruned structure) into ``context.artifact``.
+needs (an ONNX file, the PTQ settings, a pruned structure) into ``context.artifact``.
 
 - :class:`UnstructuredPruning`: L1 magnitude pruning of Linear/Conv/LSTM weights, one-shot, or gradual on
   Zhu & Gupta 2017's cubic schedule inside a fine-tune, where Lightning runs :class:`PruningCallback`.
@@ -37,7 +37,7 @@ class CompressionContext:
         finetune: ``callable(module, callbacks)`` that fine-tunes ``module`` (gradual pruning, recovery).
         workdir: a temp dir for exported graphs.
         report: ``{"pruning": ..., "quantization": ...}``, filled by the steps.
-        artifact: ``format`` (hf, torch, onnx), ``onnx_file``, ``skeleton``, ``structure``: filled by the steps.
+        artifact: ``format`` (hf, torch, onnx), ``onnx_file``, ``quantization``, ``structure``: filled by the steps.
     """
 
     name: str
@@ -139,8 +139,8 @@ class PostTrainingQuantization:
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         quantized = self.ptq.apply(model, context.calibration_loader, context.workdir)
         context.report["quantization"] = quantized.report
-        if "skeleton" in quantized.extra:  # torchao: the weights reload into this meta-device skeleton
-            context.artifact["skeleton"] = quantized.extra["skeleton"]
+        if "settings" in quantized.extra:  # a loader redoes them on the rebuilt float module
+            context.artifact["quantization"] = quantized.extra["settings"]
         if quantized.kind == "onnx":
             context.artifact.update(format="onnx", onnx_file=quantized.onnx_file)
             return model

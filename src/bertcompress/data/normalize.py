@@ -1,34 +1,6 @@
-"""Text normalizers that some teachers require before tokenization."""
+"""Text normalizers that some teachers require before tokenization: defined once in
+:mod:`bertcompress_runtime.text` (an artifact's ``text_normalizer`` must mean the same in both)."""
 
-from __future__ import annotations
+from bertcompress_runtime.text import get_text_normalizer
 
-import unicodedata
-from collections.abc import Callable
-
-
-def get_text_normalizer(name: str | None) -> Callable[[str], str] | None:
-    """Return a ``str -> str`` normalizer by name.
-
-    Names:
-        ``None`` / ``"none"``: no normalization.
-        ``"nfc"``: Unicode NFC.
-        ``"csebuetnlp"``: the normalizer BanglaBERT was pre-trained with (PyPI
-            ``csebuetnlp-normalizer``; https://github.com/csebuetnlp/normalizer).
-
-    Raises:
-        ImportError: for ``csebuetnlp`` when the package is missing, saying how to install it.
-        ValueError: for an unknown name.
-    """
-    if name in (None, "none"):
-        return None
-    if name == "nfc":
-        return lambda text: unicodedata.normalize("NFC", text)
-    if name == "csebuetnlp":
-        try:
-            from normalizer import normalize
-        except ImportError as e:
-            raise ImportError(
-                "teacher.text_normalizer=csebuetnlp needs the BanglaBERT normalizer: pip install csebuetnlp-normalizer"
-            ) from e
-        return normalize
-    raise ValueError(f"Unknown text normalizer {name!r}; expected one of: none, nfc, csebuetnlp")
+__all__ = ["get_text_normalizer"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from bertcompress.data.encoding import TextEncoder
@@ -32,6 +32,7 @@ from bertcompress.models.students import (
     truncate_layers,
     truncation_layers,
 )
+from bertcompress.models.students.spec import static_spec
 from bertcompress.models.vocab import corpus_keep_ids, reduce_tokenizer, reduce_vocabulary
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,9 @@ def _static_student(cfg, teacher_dir, label_names, train_texts, task, info: dict
     )
     extra = {"per_token": True} if task == "ner" else {}
     module = hydra.utils.instantiate(cfg.model, embedding=embedding, num_labels=len(label_names), **extra)
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if not k.startswith("_")}
+    # how an artifact rebuilds it (safetensors + JSON, no pickle)
+    module.build_spec = static_spec(cfg.model._target_, kwargs, embedding, len(label_names), task == "ner")
     return module, tokenizer, emb_cfg.source == "fasttext"
 
 

@@ -14,7 +14,7 @@ same signal in the units a static student reads.
 
 from __future__ import annotations
 
-import pickle
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +22,8 @@ import numpy as np
 
 from bertcompress.utils.io import atomic_dir, atomic_write_json
 
-WEIGHTS = "model.pkl"
+WEIGHTS = "tfidf.npz"  # idf (F,), coef (C or 1, F), intercept (C or 1,): float64, no pickle
+VOCABULARY = "vocabulary.json"  # the F n-grams in column order
 MANIFEST = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 EPS = 1e-12
@@ -165,23 +166,39 @@ class TfidfLR:
         }
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        """Write ``model.pkl`` and ``manifest.json`` (and the subword tokenizer, in ``tokenizer/``) into
-        ``path`` atomically."""
+        """Write ``tfidf.npz`` (idf, LR coef and intercept), ``vocabulary.json`` (the n-grams in column
+        order) and ``manifest.json`` (and the subword tokenizer, in ``tokenizer/``) into ``path``
+        atomically: no pickle, readable by :mod:`bertcompress_runtime` without scikit-learn."""
         path = Path(path)
+        vec, lr = self.pipeline[0], self.pipeline[-1]
+        terms = [""] * len(vec.vocabulary_)
+        for term, col in vec.vocabulary_.items():
+            terms[col] = term
         with atomic_dir(path) as tmp:
             if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
-            (tmp / WEIGHTS).write_bytes(pickle.dumps(self.pipeline, protocol=pickle.HIGHEST_PROTOCOL))
+            with open(tmp / WEIGHTS, "wb") as f:
+                np.savez(f, idf=vec.idf_, coef=lr.coef_, intercept=lr.intercept_, classes=lr.classes_)
+            (tmp / VOCABULARY).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
             atomic_write_json(
                 tmp / MANIFEST,
                 {
                     "format": "sklearn",
+                    "format_version": 2,
                     "weights": WEIGHTS,
+                    "vocabulary": VOCABULARY,
                     "label_names": self.label_names,
                     "max_length": None,
                     "text_normalizer": None,
                     "params": self.params,
-                    "how_to_load": "bertcompress.models.tfidf.TfidfLR.load(dir) (pickle of a scikit-learn Pipeline)",
+                    # what the runtime's own vectorizer must reproduce (scikit-learn's defaults here)
+                    "vectorizer": {
+                        "lowercase": True,
+                        "sublinear_tf": True,
+                        "norm": "l2",
+                        "token_pattern": vec.token_pattern,
+                    },
+                    "how_to_load": "bertcompress.models.tfidf.TfidfLR.load(dir), or bertcompress_runtime.load(dir)",
                     **(extra or {}),
                 },
             )
@@ -192,12 +209,10 @@ class TfidfLR:
         """Load a dir written by :meth:`save`.
 
         Raises:
-            FileNotFoundError: when the dir lacks ``model.pkl`` or ``manifest.json``.
+            FileNotFoundError: when the dir lacks ``tfidf.npz``, ``vocabulary.json`` or ``manifest.json``.
         """
-        import json
-
         path = Path(path)
-        for name in (WEIGHTS, MANIFEST):
+        for name in (WEIGHTS, VOCABULARY, MANIFEST):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a tfidf_lr artifact: it has no {name}")
         manifest = json.loads((path / MANIFEST).read_text())
@@ -206,6 +221,12 @@ class TfidfLR:
             if not (path / TOKENIZER_DIR).is_dir():
                 raise FileNotFoundError(f"{path}: a subword tfidf_lr artifact needs its {TOKENIZER_DIR}/ dir")
             obj._tokenizer_source = path / TOKENIZER_DIR  # params keep the tokenizer as configured
-        obj.pipeline = pickle.loads((path / WEIGHTS).read_bytes())
+        with np.load(path / WEIGHTS, allow_pickle=False) as w:
+            idf, coef, intercept, classes = w["idf"], w["coef"], w["intercept"], w["classes"]
+        terms = json.loads((path / VOCABULARY).read_text(encoding="utf-8"))
+        vec, lr = obj.pipeline[0], obj.pipeline[-1]
+        vec.vocabulary_ = {t: i for i, t in enumerate(terms)}
+        vec.idf_ = idf
+        lr.coef_, lr.intercept_, lr.classes_, lr.n_features_in_ = coef, intercept, classes, coef.shape[1]
         obj.label_names = list(manifest["label_names"])
         return obj

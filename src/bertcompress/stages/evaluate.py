@@ -17,6 +17,7 @@ from bertcompress.metrics import classification_metrics, task_metrics
 from bertcompress.runtime import hf_predictor, load_artifact
 from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.cache import cache_meta, load_or_build
+from bertcompress.utils.manifest import FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ def fit_cached_text_model(cfg: DictConfig, model_cfg: DictConfig, name: str, dm)
     """Fit a text model (``TfidfLR``) on the training split once per data and params: the ``baselines``
     cache entry ``${paths.cache_dir}/baselines/<name>-<key>``; returns ``(dir, cache hit, fit time in s)``."""
     params = OmegaConf.to_container(model_cfg, resolve=True)
-    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels)}
+    # the artifact format is in the key: an entry saved as a pickle (format 1) is never reopened
+    key = {"baseline": params, "data": dm.fingerprint(), "labels": list(dm.labels), "artifact_format": FORMAT_VERSION}
 
     def build(tmp: Path) -> dict:
         start = time.perf_counter()

@@ -1,12 +1,21 @@
-"""The artifact format: file names and how each format loads (no torch, no transformers: the writer in
-:mod:`bertcompress.compression.artifact` and the loader in :mod:`bertcompress.runtime` share it)."""
+"""The artifact format (file names, format version, how each format loads): defined once in
+:mod:`bertcompress_runtime.manifest`, which the writer (:mod:`bertcompress.compression.artifact`), the torch
+loader (:mod:`bertcompress.runtime`) and the torch-free runtime share."""
 
-MANIFEST = "manifest.json"
-SKELETON = "skeleton.pt"
-WEIGHT_FILES = {"hf": "model.safetensors", "torch": "model.pt", "onnx": "model.onnx"}
-HOW_TO_LOAD = {
-    "hf": "AutoModelForSequenceClassification.from_pretrained(dir) (task ner: AutoModelForTokenClassification); "
-    "AutoTokenizer.from_pretrained(dir)",
-    "torch": "bertcompress.runtime.load_artifact(dir) (torch.load(dir/'model.pt', weights_only=False))",
-    "onnx": "onnxruntime.InferenceSession(dir/'model.onnx') with input_ids and attention_mask (int64)",
-}
+from bertcompress_runtime.manifest import (
+    FORMAT_VERSION,
+    HOW_TO_LOAD,
+    MANIFEST,
+    MODULE_JSON,
+    PICKLE_FILES,
+    REDO,
+    WEIGHT_FILES,
+    ArtifactError,
+    read_manifest,
+    refuse_pickle,
+)
+
+__all__ = [
+    "FORMAT_VERSION", "HOW_TO_LOAD", "MANIFEST", "MODULE_JSON", "PICKLE_FILES", "REDO", "WEIGHT_FILES",
+    "ArtifactError", "read_manifest", "refuse_pickle",
+]  # fmt: skip

@@ -1,0 +1,186 @@
+"""``bertcompress-predict`` and ``bertcompress-bench`` without torch. An ``hf`` / ``torch`` artifact is
+handed to the training package's commands when it is installed (the output is the same)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bertcompress_runtime.labelmap import evaluate, format_table, identity_map, read_label_map
+from bertcompress_runtime.manifest import read_manifest
+
+
+def _needs_torch(path: str) -> bool:
+    """True when the artifact is hf/torch (or a sequence labeler) and the training package can take it."""
+    try:
+        manifest = read_manifest(path)
+    except (FileNotFoundError, ValueError):
+        return False  # the runtime reports the error itself
+    if manifest["format"] not in {"hf", "torch"} and manifest.get("task", "classification") == "classification":
+        return False
+    try:
+        import bertcompress.cli  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read_texts(args) -> list[str]:
+    if args.text:
+        return list(args.text)
+    stream = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
+    with stream:
+        return [line.rstrip("\n") for line in stream if line.strip()]
+
+
+def predict(argv: list[str] | None = None) -> int:
+    """Classify texts from the command line, a file (one text per line) or stdin; print label and
+    probabilities (one JSON object per text with --json)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="bertcompress-predict", description=predict.__doc__)
+    parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
+    parser.add_argument("text", nargs="*", help="texts to classify (default: read --file or stdin)")
+    parser.add_argument("--file", "-f", help="a file with one text per line ('-' for stdin)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if _needs_torch(args.artifact):
+        from bertcompress.cli import predict as torch_predict
+
+        return torch_predict(argv)
+    from bertcompress_runtime.predictor import load
+
+    try:
+        predictor = load(args.artifact, threads=args.threads)
+    except (FileNotFoundError, ValueError, ImportError) as e:  # ArtifactError is a ValueError
+        print(f"bertcompress-predict: {e}", file=sys.stderr)
+        return 2
+    texts = _read_texts(args)
+    if not texts:
+        parser.error("no text given (pass texts, --file, or pipe them on stdin)")
+    names = predictor.label_names
+    for text, p in zip(texts, predictor.predict_proba(texts), strict=True):
+        label = names[int(p.argmax())]
+        dist = {name: round(float(v), 4) for name, v in zip(names, p, strict=True)}
+        if args.json:
+            print(json.dumps({"text": text, "label": label, "probabilities": dist}, ensure_ascii=False))
+        else:
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in sorted(dist.items(), key=lambda kv: -kv[1]))
+            print(f"{label}\t{shown}\t{text}")
+    return 0
+
+
+def read_labelled(path: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    """Texts and labels (stripped) of a CSV / TSV file with a header row.
+
+    Raises:
+        ValueError: a missing column (naming the file and its columns), or an empty text or label
+            (naming the row).
+    """
+    delimiter = "\t" if path.endswith((".tsv", ".tab")) else ","
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: no column {missing}; its columns are {reader.fieldnames} (--text-column, --label-column)"
+            )
+        texts, labels = [], []
+        for i, row in enumerate(reader):
+            text, label = (row[text_column] or "").strip(), (row[label_column] or "").strip()
+            if not text or not label:
+                raise ValueError(f"{path}: data row {i} has an empty text or label; fix or remove it")
+            texts.append(row[text_column])
+            labels.append(label)
+    return texts, labels
+
+
+def _latency(predictor, texts, runs: int, warmup: int) -> dict:
+    singles = predictor.batches(texts[: runs + warmup], batch_size=1)
+    for b in singles[:warmup]:
+        predictor.logits(b)
+    times = []
+    for b in singles[warmup:]:
+        t0 = time.perf_counter()
+        predictor.logits(b)
+        times.append((time.perf_counter() - t0) * 1000)
+    big = predictor.batches(texts[:256], batch_size=32)
+    t0 = time.perf_counter()
+    for b in big:
+        predictor.logits(b)
+    seconds = time.perf_counter() - t0
+    return {
+        "latency_ms": {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))},
+        "throughput_seq_s": min(256, len(texts)) / seconds if seconds else None,
+    }
+
+
+def bench(argv: list[str] | None = None) -> int:
+    """Score an artifact on a labelled CSV/TSV (accuracy, macro-F1, per-class table; --label-map for another
+    corpus' labels) and time it (batch-1 p50/p95, batch-32 throughput)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="bertcompress-bench", description=bench.__doc__)
+    parser.add_argument("artifact")
+    parser.add_argument("--data", required=True, help="CSV/TSV with text and label columns")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--label-map", help="YAML/JSON {data label: artifact label | [labels] | null}")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N rows")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reference", help="(training install only) a reference artifact for speedup")
+    parser.add_argument("--out", help="write the result JSON here")
+    args = parser.parse_args(argv)
+    if _needs_torch(args.artifact) or (args.reference and _needs_torch(args.reference)):
+        from bertcompress.cli import bench as torch_bench
+
+        return torch_bench(argv)
+    import platform
+
+    import onnxruntime
+
+    from bertcompress_runtime.predictor import load
+
+    try:
+        predictor = load(args.artifact, threads=args.threads)
+        texts, labels = read_labelled(args.data, args.text_column, args.label_column)
+        if args.limit:
+            texts, labels = texts[: args.limit], labels[: args.limit]
+        lmap = (
+            read_label_map(args.label_map, predictor.label_names)
+            if args.label_map
+            else identity_map(predictor.label_names)
+        )
+        result = evaluate(predictor.predict_proba(texts), labels, lmap, args.data)
+    except (FileNotFoundError, ValueError, ImportError) as e:
+        print(f"bertcompress-bench: {e}", file=sys.stderr)
+        return 2
+    result.update(_latency(predictor, texts, args.runs, args.warmup))
+    size = sum(p.stat().st_size for p in Path(args.artifact).iterdir() if p.is_file()) / 1e6
+    result["size_mb"] = size
+    result["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "onnxruntime": onnxruntime.__version__,
+        "threads": args.threads,
+    }
+    print(
+        f"machine: {result['machine']['cpu']} | {args.threads or 'default'} threads | onnxruntime {onnxruntime.__version__} | no torch"
+    )
+    print(
+        f"{Path(args.artifact).name}: acc {result['accuracy']:.2f}  macro-F1 {result['macro_f1']:.2f}  "
+        f"p50 {result['latency_ms']['p50']:.2f} ms  p95 {result['latency_ms']['p95']:.2f} ms  "
+        f"{result['throughput_seq_s']:.1f} seq/s  {size:.1f} MB  ({result['n']} rows, {result['dropped']} dropped)"
+    )
+    print(format_table(result))
+    if args.out:
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        tmp.replace(args.out)
+    return 0

@@ -1,0 +1,35 @@
+"""What an artifact records to rebuild a static student without pickle (read by
+:mod:`bertcompress.runtime.torch_module`)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+# the static-student builders an artifact may name (never an arbitrary import path from a file)
+STATIC_BUILDERS = ("bilstm_student", "cnn_student", "cnn_lstm_student", "ensemble_student")
+
+
+def static_spec(target: str, kwargs: dict, embedding: nn.Module, num_labels: int, per_token: bool) -> dict:
+    """The spec :func:`build_float` rebuilds a static student from: the builder's name, its keyword
+    arguments, the label count and the embedding table's sizes ((V, D), padding id, dropout).
+
+    Raises:
+        ValueError: a builder not in :data:`STATIC_BUILDERS`.
+    """
+    name = target.rsplit(".", 1)[-1]
+    if name not in STATIC_BUILDERS:
+        raise ValueError(f"student.model._target_={target!r}: artifacts can rebuild only {STATIC_BUILDERS}")
+    table = embedding.embedding
+    return {
+        "builder": "static",
+        "function": name,
+        "kwargs": kwargs,
+        "num_labels": int(num_labels),
+        "per_token": bool(per_token),
+        "embedding": {
+            "num_embeddings": int(table.num_embeddings),
+            "dim": int(table.embedding_dim),
+            "padding_idx": table.padding_idx,
+            "dropout": float(embedding.dropout.p),
+        },
+    }
