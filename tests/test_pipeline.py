@@ -95,3 +95,27 @@ def test_wandb_offline_writes_a_run_dir(tmp_path, tiny_run_overrides, monkeypatc
     assert b"manifest.json" in record and b"model.safetensors" in record  # the final artifact, log_model=true
     assert list((runs[0] / "files" / "media" / "images" / "test").glob("confusion_matrix*.png"))
     assert any("per_class" in str(p) for p in (runs[0] / "files").rglob("*.table.json"))
+
+
+@requires_ubmec
+def test_without_the_benchmark_the_headline_is_still_the_reloaded_artifacts(tmp_path, tiny_run_overrides):
+    """benchmark.enabled=false: final_test scores the compressed artifact from disk, not the fp32 student."""
+    import hydra
+
+    from bertcompress.metrics import classification_metrics
+    from bertcompress.pipeline import run
+    from bertcompress.runtime import load_artifact
+
+    cfg = compose(
+        [*tiny_run_overrides, "debug=fdr", "student=cnn", "compression=quant_onnx", "benchmark.enabled=false"], tmp_path
+    )
+    results = run(cfg)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.prepare_data()
+    dm.setup()
+    predictor = load_artifact(
+        results["artifact"] if isinstance(results["artifact"], str) else tmp_path / "run" / "artifact"
+    )
+    expected = classification_metrics(dm.label_ids("test"), predictor.predict_labels(dm.texts("test")), dm.labels)
+    assert results["final_test"]["macro_f1"] == pytest.approx(expected["macro_f1"])
+    assert results["macro_f1"] == pytest.approx(expected["macro_f1"])

@@ -229,3 +229,31 @@ def test_run_job_reuses_a_finished_result_only_for_the_same_config(tmp_path, mon
     assert pipeline.run_job(cfg)["skipped"] is True and ran == []
     other = compose(["student=cnn", "teacher.epochs=5"], tmp_path)
     assert pipeline.run_job(other) == {"status": "finished", "ran": True} and ran == [5]
+
+
+@pytest.mark.slow
+@requires_ubmec
+def test_a_sweep_through_submitit_local_writes_both_results_and_the_report_reads_them(tmp_path, tiny_bert_dir):
+    """``hydra/launcher=submitit_local``: submitit's own path (the one SLURM takes), executed as local jobs."""
+    overrides = [
+        "teacher=me5_small", f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert",
+        "teacher.module.freeze_word_embeddings=false", "data.limit_train=64", "data.limit_val=32",
+        "data.limit_test=48", "data.max_length=32", "data.batch_size=16", "logger=csv",
+        "callbacks.rich_progress_bar=null", "debug=fdr", "benchmark.enabled=false", "student=cnn",
+        "compression=none", "student.seed=1,2", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+    ]  # fmt: skip
+    proc = _train_m(tmp_path, overrides, "submitit")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep_dir = _sweep_dir(tmp_path, "submitit")
+    results = [json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")]
+    assert sorted(r["config"]["student"]["seed"] for r in results) == [1, 2]
+    assert all(r["status"] == "finished" for r in results)
+    assert len(list(sweep_dir.glob(".submitit/*/*_result.pkl"))) == 2  # submitit ran and collected both jobs
+    import pandas as pd
+
+    from bertcompress.cli import report
+
+    assert report([str(sweep_dir)]) == 0
+    summary = pd.read_csv(sweep_dir / "report" / "summary.csv")
+    row = summary[summary["student"] == "cnn"]
+    assert len(row) == 1 and int(row["n_seeds"].iloc[0]) == 2
