@@ -12,25 +12,15 @@ import sys
 from pathlib import Path
 
 
-def _read_texts(args) -> list[str]:
-    if args.text:
-        return list(args.text)
-    stream = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
-    with stream:
-        return [line.rstrip("\n") for line in stream if line.strip()]
-
-
 def predict(argv: list[str] | None = None) -> int:
     """Classify texts from the command line, a file (one text per line) or stdin; print label and probabilities
     (for a NER artifact: tag each whitespace-separated word)."""
-    parser = argparse.ArgumentParser(prog="bertcompress-predict", description=predict.__doc__)
-    parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
-    parser.add_argument("text", nargs="*", help="texts to classify (default: read --file or stdin)")
-    parser.add_argument("--file", "-f", help="a file with one text per line ('-' for stdin)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per text")
-    parser.add_argument("--threads", type=int, default=None)
+    from bertcompress_runtime.cli import predict_parser
+
+    parser = predict_parser(predict.__doc__)
     args = parser.parse_args(argv)
     import torch
+    from bertcompress_runtime.cli import print_predictions, read_texts
 
     from bertcompress.runtime import load_artifact
 
@@ -41,7 +31,7 @@ def predict(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:  # ArtifactError is a ValueError: the message says what to do
         print(f"bertcompress-predict: {e}", file=sys.stderr)
         return 2
-    texts = _read_texts(args)
+    texts = read_texts(args)
     if not texts:
         parser.error("no text given (pass texts, --file, or pipe them on stdin)")
     if predictor.task == "ner":  # a sequence labeler: whitespace-split words in, one BIO tag per word out
@@ -53,34 +43,15 @@ def predict(argv: list[str] | None = None) -> int:
             else:
                 print(" ".join(f"{w}/{t}" for w, t in zip(words, names, strict=True)))
         return 0
-    probs = predictor.predict_proba(texts)
-    for text, p in zip(texts, probs, strict=True):
-        label = predictor.label_names[int(p.argmax())]
-        dist = {name: round(float(v), 4) for name, v in zip(predictor.label_names, p, strict=True)}
-        if args.json:
-            print(json.dumps({"text": text, "label": label, "probabilities": dist}, ensure_ascii=False))
-        else:
-            shown = "  ".join(f"{k}={v:.3f}" for k, v in sorted(dist.items(), key=lambda kv: -kv[1]))
-            print(f"{label}\t{shown}\t{text}")
+    print_predictions(texts, predictor.predict_proba(texts), predictor.label_names, args.json)
     return 0
 
 
 def bench(argv: list[str] | None = None) -> int:
     """Benchmark an artifact (optionally against a reference artifact) on a labelled test table."""
-    parser = argparse.ArgumentParser(prog="bertcompress-bench", description=bench.__doc__)
-    parser.add_argument("artifact")
-    parser.add_argument("--reference", help="a reference artifact dir (e.g. the fp32 teacher)")
-    parser.add_argument(
-        "--data", required=True, help="CSV/TSV/XLSX with text and label columns (a CoNLL file for a NER artifact)"
-    )
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N rows")
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--label-map", help="YAML/JSON {data label: artifact label | [labels] | null}")
-    parser.add_argument("--out", help="write the result JSON here (atomically)")
+    from bertcompress_runtime.cli import bench_parser
+
+    parser = bench_parser(bench.__doc__)
     args = parser.parse_args(argv)
     if args.label_map:
         return _bench_mapped(args)

@@ -31,7 +31,8 @@ def _needs_torch(path: str) -> bool:
     return True
 
 
-def _read_texts(args) -> list[str]:
+def read_texts(args) -> list[str]:
+    """``args.text``, or the non-blank lines of ``args.file`` (``-`` or none: stdin)."""
     if args.text:
         return list(args.text)
     stream = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
@@ -39,16 +40,22 @@ def _read_texts(args) -> list[str]:
         return [line.rstrip("\n") for line in stream if line.strip()]
 
 
-def predict(argv: list[str] | None = None) -> int:
-    """Classify texts from the command line, a file (one text per line) or stdin; print label and
-    probabilities (one JSON object per text with --json)."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="bertcompress-predict", description=predict.__doc__)
+def predict_parser(description: str) -> argparse.ArgumentParser:
+    """The options of ``bertcompress-predict``, shared with the training install's ``predict``."""
+    parser = argparse.ArgumentParser(prog="bertcompress-predict", description=description)
     parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
     parser.add_argument("text", nargs="*", help="texts to classify (default: read --file or stdin)")
     parser.add_argument("--file", "-f", help="a file with one text per line ('-' for stdin)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per text")
     parser.add_argument("--threads", type=int, default=None)
+    return parser
+
+
+def predict(argv: list[str] | None = None) -> int:
+    """Classify texts from the command line, a file (one text per line) or stdin; print label and
+    probabilities (one JSON object per text with --json)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = predict_parser(predict.__doc__)
     args = parser.parse_args(argv)
     if _needs_torch(args.artifact):
         from bertcompress.cli import predict as torch_predict
@@ -61,19 +68,23 @@ def predict(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as e:  # ArtifactError is a ValueError
         print(f"bertcompress-predict: {e}", file=sys.stderr)
         return 2
-    texts = _read_texts(args)
+    texts = read_texts(args)
     if not texts:
         parser.error("no text given (pass texts, --file, or pipe them on stdin)")
-    names = predictor.label_names
-    for text, p in zip(texts, predictor.predict_proba(texts), strict=True):
+    print_predictions(texts, predictor.predict_proba(texts), predictor.label_names, args.json)
+    return 0
+
+
+def print_predictions(texts, probs: np.ndarray, names: list[str], as_json: bool) -> None:
+    """One line per text: label, the probabilities sorted, the text (or one JSON object with ``as_json``)."""
+    for text, p in zip(texts, probs, strict=True):
         label = names[int(p.argmax())]
         dist = {name: round(float(v), 4) for name, v in zip(names, p, strict=True)}
-        if args.json:
+        if as_json:
             print(json.dumps({"text": text, "label": label, "probabilities": dist}, ensure_ascii=False))
         else:
             shown = "  ".join(f"{k}={v:.3f}" for k, v in sorted(dist.items(), key=lambda kv: -kv[1]))
             print(f"{label}\t{shown}\t{text}")
-    return 0
 
 
 def read_labelled(path: str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
@@ -121,13 +132,14 @@ def _latency(predictor, texts, runs: int, warmup: int) -> dict:
     }
 
 
-def bench(argv: list[str] | None = None) -> int:
-    """Score an artifact on a labelled CSV/TSV (accuracy, macro-F1, per-class table; --label-map for another
-    corpus' labels) and time it (batch-1 p50/p95, batch-32 throughput)."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="bertcompress-bench", description=bench.__doc__)
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The options of ``bertcompress-bench``, shared with the training install's ``bench``."""
+    parser = argparse.ArgumentParser(prog="bertcompress-bench", description=description)
     parser.add_argument("artifact")
-    parser.add_argument("--data", required=True, help="CSV/TSV with text and label columns")
+    parser.add_argument("--reference", help="a reference artifact dir (e.g. the fp32 teacher; training install)")
+    parser.add_argument(
+        "--data", required=True, help="CSV/TSV with text and label columns (the training install: XLSX, CoNLL too)"
+    )
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--label-map", help="YAML/JSON {data label: artifact label | [labels] | null}")
@@ -135,8 +147,15 @@ def bench(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--reference", help="(training install only) a reference artifact for speedup")
-    parser.add_argument("--out", help="write the result JSON here")
+    parser.add_argument("--out", help="write the result JSON here (atomically)")
+    return parser
+
+
+def bench(argv: list[str] | None = None) -> int:
+    """Score an artifact on a labelled CSV/TSV (accuracy, macro-F1, per-class table; --label-map for another
+    corpus' labels) and time it (batch-1 p50/p95, batch-32 throughput)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = bench_parser(bench.__doc__)
     args = parser.parse_args(argv)
     if _needs_torch(args.artifact) or (args.reference and _needs_torch(args.reference)):
         from bertcompress.cli import bench as torch_bench
