@@ -47,7 +47,7 @@ def _put(tensors: dict, name: str, t: torch.Tensor, seen: dict) -> dict:
     if t.numel() and key in seen:
         return {"kind": "alias", "of": seen[key]}
     seen[key] = name
-    tensors[name] = t.detach().contiguous().clone() if not t.is_contiguous() else t.detach()
+    tensors[name] = t.detach().contiguous()
     return {"kind": "tensor"}
 
 
@@ -94,7 +94,7 @@ def encode_module(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
     for prefix, m in module.named_modules():
         if isinstance(m, QLSTM):
             wb = m._weight_bias()
-            names = {**{k: v for k, v in wb["weight"].items()}, **{k: v for k, v in wb["bias"].items()}}
+            names = {**wb["weight"], **wb["bias"]}
             entries[f"{prefix}.{_LSTM}"] = {
                 "kind": "lstm",
                 "params": {k: _put(tensors, f"{prefix}.{_LSTM}.{k}", v, seen) for k, v in names.items()},
