@@ -7,6 +7,7 @@ Variants (all exported from the same model, timed interleaved in one process, ``
 - ``ort_fp32_fused``: eager-attention export fused by ``onnxruntime.transformers.optimizer`` (model type bert);
 - ``quant_onnx_unfused``: ``compression=quant_onnx fuse=false`` (dynamic int8: MatMul, Gemm, Gather);
 - ``quant_onnx``: ``compression=quant_onnx`` (fused, then dynamic int8 incl. Attention, EmbedLayerNormalization);
+- ``quant_onnx_per_channel``: the same with ``per_channel=true`` (one scale per output channel of each weight);
 - ``peer_o2_vnni``: Optimum's pipeline rebuilt on ONNX Runtime's own tools (Optimum itself pins
   transformers < 4.58 and cannot sit beside transformers 5): the optimizer at ``opt_level=2`` (O2: basic +
   extended + transformer fusions), then ``quantize_dynamic`` with the settings of
@@ -47,6 +48,8 @@ def _variants(model_dir: Path, work: Path, example: dict) -> dict[str, Path]:
     out["quant_onnx_unfused"] = work / "int8_unfused.onnx"
     quantize_onnx(out["ort_fp32_fused"], work / "int8_fused.onnx", "dynamic", True)
     out["quant_onnx"] = work / "int8_fused.onnx"
+    quantize_onnx(out["ort_fp32_fused"], work / "int8_fused_pc.onnx", "dynamic", True, per_channel=True)
+    out["quant_onnx_per_channel"] = work / "int8_fused_pc.onnx"
     c = model.config
     peer = optimize_model(
         str(work / "fused_eager.onnx"),

@@ -93,7 +93,7 @@ def tiny_ner_overrides(tiny_ner_bert_dir) -> list[str]:
     return ["task=ner", *_tiny_run(tiny_ner_bert_dir, "tiny_ner_bert", limits), "benchmark.inference_samples=20"]
 
 
-def _save_tiny(kind: str, tokenizer_dir: Path, out: Path) -> Path:
+def _save_tiny(kind: str, tokenizer_dir: Path, out: Path, **config) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel, ElectraConfig, ElectraModel
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -105,6 +105,7 @@ def _save_tiny(kind: str, tokenizer_dir: Path, out: Path) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
         pad_token_id=tok.pad_token_id,
+        **config,
     )
     if kind == "bert":
         model = BertModel(BertConfig(**common))

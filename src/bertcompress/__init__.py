@@ -50,6 +50,23 @@ def threads_per_job(threads: int) -> int:
     return threads
 
 
+def by_accelerator(accelerator: str, gpu_value, cpu_value):
+    """``gpu_value`` when ``accelerator`` is a GPU (``gpu``, ``cuda``, or ``auto`` on a CUDA machine), else
+    ``cpu_value``: ``hardware=ddp`` picks mixed precision on GPUs and fp32 with ``trainer.accelerator=cpu``."""
+    if str(accelerator) == "auto":
+        import torch
+
+        return gpu_value if torch.cuda.is_available() else cpu_value
+    return gpu_value if str(accelerator) in ("gpu", "cuda") else cpu_value
+
+
+def cpu_share(processes: int) -> int:
+    """Torch threads for one of ``processes`` processes sharing this machine's cores (at least 1)."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) // max(1, int(processes)))
+
+
 # overrides that never name a job dir: where things are written, how they are logged, sweep settings
 _NOT_IN_DIRNAME = (
     "hydra.",
@@ -89,6 +106,8 @@ for _name, _fn in (
     ("wandb_group", wandb_group),
     ("threads_per_job", threads_per_job),
     ("job_dirname", job_dirname),
+    ("by_accelerator", by_accelerator),
+    ("cpu_share", cpu_share),
 ):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)

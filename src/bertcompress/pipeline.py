@@ -3,6 +3,8 @@
 ``train.py`` composes the config and calls :func:`run_job`. Each stage lives in :mod:`bertcompress.stages`
 and returns a small typed result; nothing a stage does changes what a later stage sees, except through
 what it returns (each stage gets a view of the datamodule with its own encoder and transfer set).
+Under DDP (``hardware=ddp``) every rank runs the stages up to compression, taking part in each fit;
+rank 0 alone writes, tests and benchmarks (:mod:`bertcompress.utils.distributed`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bertcompress.stages.results import finished_result, metric_value, record_fa
 from bertcompress.stages.student import run_student, soft_target_loss
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_test_metrics
 from bertcompress.utils.cache import cache_uses, reset_cache_uses
+from bertcompress.utils.distributed import check_launch, global_rank, is_rank_zero, leave_distributed
 from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers
 from bertcompress.utils.io import atomic_write_json
 
@@ -64,8 +67,9 @@ def run(cfg: DictConfig) -> dict:
     if has_student:
         soft_target_loss(cfg)  # fail fast on a bad T or alpha
     validate_compression(cfg.compression)
+    check_launch(cfg)
     dm = _datamodule(cfg)
-    loggers = instantiate_loggers(cfg.get("logger"))
+    loggers = instantiate_loggers(cfg.get("logger")) if is_rank_zero() else []  # DDP: rank 0 logs
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
         lg.log_hyperparams(resolved)
@@ -84,7 +88,9 @@ def run(cfg: DictConfig) -> dict:
             student = run_student(cfg, dm, teacher, loggers, ensemble)
             final, final_block = student_final(cfg, dm, student), student.block
             results.update(final_model="student", student=student.block)
-        compressed = compress_final(cfg, dm, final, out_dir / "artifact")
+        compressed = compress_final(cfg, dm, final, out_dir / "artifact" if is_rank_zero() else None)
+        if leave_distributed():  # DDP: past the last fit (a pruning fine-tune's), the other ranks are done
+            return {"status": "worker", "rank": global_rank()}
         results.update(compression=compressed.report, artifact=str(compressed.artifact))
         evaluation = evaluate_artifact(cfg, dm, compressed.artifact, teacher, final_block["test"])
         results.update(evaluation.results)
@@ -114,6 +120,8 @@ def run_job(cfg: DictConfig) -> dict:
     try:
         return run(cfg)
     except Exception as e:
+        if not is_rank_zero():  # DDP: rank 0 records the job
+            raise
         failed = record_failure(cfg, e)
         if not is_multirun():
             raise

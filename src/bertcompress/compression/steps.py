@@ -72,6 +72,11 @@ class UnstructuredPruning:
         self.callback = PruningCallback(**settings)
         self.finetune_epochs, self.optimizer = int(finetune_epochs), optimizer
 
+    @property
+    def fits(self) -> bool:
+        """Whether :meth:`apply` runs a fit (the gradual schedule's fine-tune)."""
+        return self.callback.schedule != "oneshot"
+
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         cb = self.callback
         if cb.schedule == "oneshot":
@@ -106,6 +111,11 @@ class StructuredPruning:
         self.head_fraction, self.neuron_fraction = float(head_fraction), float(neuron_fraction)
         self.importance, self.importance_batches = importance, int(importance_batches)
         self.finetune_epochs, self.optimizer = int(finetune_epochs or 0), optimizer
+
+    @property
+    def fits(self) -> bool:
+        """Whether :meth:`apply` runs a fit (the recovery fine-tune)."""
+        return self.finetune_epochs > 0
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
         if context.hf_model is None:

@@ -17,7 +17,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from bertcompress.data.encoding import EncodedDataset, EpochShuffleSampler, PadCollator, TextEncoder
+from bertcompress.data.encoding import (
+    DistributedEpochShuffleSampler,
+    EncodedDataset,
+    EpochShuffleSampler,
+    PadCollator,
+    TextEncoder,
+)
 from bertcompress.data.readers import DataError, infer_labels
 from bertcompress.data.splits import carve_validation, stratified_head
 from bertcompress.utils.io import file_sha256
@@ -232,11 +238,18 @@ class ClassificationDataModule(L.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=batch_size,
-            sampler=EpochShuffleSampler(len(ds), self.shuffle_seed) if shuffle else None,
+            sampler=self._train_sampler(len(ds)) if shuffle else None,
             collate_fn=self.collator(encoder),
             num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def _train_sampler(self, n: int) -> torch.utils.data.Sampler:
+        """The per-epoch order; under DDP (a trainer with several processes) this rank's share of it."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            return DistributedEpochShuffleSampler(n, self.shuffle_seed, trainer.world_size, trainer.global_rank)
+        return EpochShuffleSampler(n, self.shuffle_seed)
 
     def train_dataloader(self) -> DataLoader:
         if not self.transfer:

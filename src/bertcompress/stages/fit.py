@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.metrics import classification_metrics, task_metrics
+from bertcompress.utils.distributed import barrier, world_size
 from bertcompress.utils.instantiate import instantiate_callbacks
 from bertcompress.utils.seeding import SeedEachEpoch, seed_stage
 
@@ -46,15 +47,23 @@ def partial_dir(cfg: DictConfig, kind: str, cache_dir: Path) -> Path:
     return Path(cfg.paths.cache_dir) / "partial" / kind / cache_dir.name
 
 
+def single_process(cfg: DictConfig) -> dict:
+    """``cfg.trainer`` for one process on one device (testing: every test example scored once, in order,
+    by rank 0, whatever strategy the fits use)."""
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("max_epochs", None)
+    if world_size(cfg) > 1:
+        trainer_cfg.update(strategy="auto", devices=1, num_nodes=1, sync_batchnorm=False)
+    return trainer_cfg
+
+
 def evaluate(module: L.LightningModule, dm: ClassificationDataModule, cfg: DictConfig, loggers: list) -> dict:
     """Test ``module`` on the test split of ``dm`` (a view with the module's encoder) with a Lightning trainer.
 
     Returns:
         The test metrics (accuracy, macro-F1 in %, per class; entity F1 for NER) and ``test_time_s``.
     """
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.pop("max_epochs", None)
-    trainer: L.Trainer = hydra.utils.instantiate(trainer_cfg, logger=loggers or False, callbacks=[])
+    trainer: L.Trainer = hydra.utils.instantiate(single_process(cfg), logger=loggers or False, callbacks=[])
     start = time.perf_counter()
     trainer.test(module, datamodule=dm, verbose=False)
     elapsed = time.perf_counter() - start
@@ -158,5 +167,6 @@ def fit_best(
     if best:
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
         log.info("Restored best checkpoint %s", best)
+    barrier()  # under DDP: every rank has read the checkpoint before rank 0 removes the fit's dir
     score = getattr(trainer.checkpoint_callback, "best_model_score", None) if trainer.checkpoint_callback else None
     return elapsed, trainer.current_epoch, _metric(trainer, monitor(cfg), score)

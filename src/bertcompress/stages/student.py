@@ -33,6 +33,7 @@ from bertcompress.stages.teacher import (
 )
 from bertcompress.stages.transfer import build_transfer, select_transfer, selects
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
+from bertcompress.utils.distributed import is_rank_zero
 from bertcompress.utils.io import stable_hash
 from bertcompress.utils.seeding import SCHEME, seed_stage
 
@@ -74,6 +75,7 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
             k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items() if k not in STUDENT_POSTHOC_KEYS
         },
         "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
+        **({"world_size": teacher_key["world_size"]} if "world_size" in teacher_key else {}),
         "data": teacher_key["data"],
         "max_length": dm.max_length,
         "batch_size": dm.batch_size,
@@ -123,18 +125,19 @@ def run_student(
         resume_dir = partial_dir(cfg, "students", cache_path(cfg.paths.cache_dir, "students", s.name, key))
         built.update(_distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir))
         torch.save(bundle.module.state_dict(), tmp / STUDENT_WEIGHTS)  # cached without the class offsets
-        shutil.rmtree(resume_dir, ignore_errors=True)
+        if is_rank_zero():
+            shutil.rmtree(resume_dir, ignore_errors=True)
         return built
 
     def load(path: Path) -> None:
         bundle.module.load_state_dict(torch.load(path / STUDENT_WEIGHTS, map_location="cpu", weights_only=True))
 
     store = reuse and not cfg.trainer.get("fast_dev_run")
-    _, use = load_or_build(cfg.paths.cache_dir, "students", s.name, key, build, load, reuse, store)
+    _, use = load_or_build(cfg.paths.cache_dir, "students", s.name, key, build, load, reuse, store, collective=True)
     block = {**(built or cache_meta(use.path)), "cache_hit": use.cache_hit, "cache_dir": use.path}
     module = DistillStudent(bundle.module, dm.labels, loss, kd=bool(s.kd))
     block["class_bias"] = student_class_bias(cfg, bundle.module, bundle.encoder, dm)
-    block["test"] = evaluate(module, view, cfg, loggers)
+    block["test"] = evaluate(module, view, cfg, loggers) if is_rank_zero() else {}  # DDP: rank 0 tests
     return StudentResult(bundle, block)
 
 

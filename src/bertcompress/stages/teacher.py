@@ -20,6 +20,7 @@ from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.stages.fit import evaluate, fit_best, partial_dir, task_kwargs
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
+from bertcompress.utils.distributed import is_rank_zero, world_size
 from bertcompress.utils.io import atomic_write_json, stable_hash
 from bertcompress.utils.seeding import SCHEME, seed_stage
 
@@ -74,8 +75,11 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
     callbacks = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
     stopping = callbacks.get("early_stopping") or {}
     task = {"task": dm.task} if dm.task != "classification" else {}  # classification keys stay as they were
+    # DDP: batch_size is per process, so the processes' count changes the result (one process: no key)
+    processes = {"world_size": world_size(cfg)} if world_size(cfg) > 1 else {}
     return {
         **task,
+        **processes,
         "teacher": teacher,
         "source": model_source(cfg.teacher.hub_id),
         "data": dm.fingerprint(),
@@ -124,7 +128,8 @@ def get_teacher(
             resume_dir,
         )
         module.save_pretrained(tmp, tokenizer)
-        shutil.rmtree(resume_dir, ignore_errors=True)  # the fit is whole (and cached once this returns)
+        if is_rank_zero():
+            shutil.rmtree(resume_dir, ignore_errors=True)  # the fit is whole (and cached once this returns)
         meta = {"teacher": cfg.teacher.name, "hub_id": cfg.teacher.hub_id, "base_dir": str(base_dir)}
         return meta | {
             "label_names": list(dm.labels),
@@ -140,7 +145,9 @@ def get_teacher(
         return module, dm.make_encoder(AutoTokenizer.from_pretrained(path), dm.max_length, normalizer)
 
     reuse = cfg.get("use_teacher_cache", True)
-    (module, encoder), use = load_or_build(cfg.paths.cache_dir, "teachers", teacher_name(cfg), key, build, load, reuse)
+    (module, encoder), use = load_or_build(
+        cfg.paths.cache_dir, "teachers", teacher_name(cfg), key, build, load, reuse, collective=True
+    )
     meta = cache_meta(use.path)
     if meta.get("label_names") != list(dm.labels):
         raise ValueError(

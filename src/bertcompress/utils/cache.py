@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertcompress.utils.distributed import barrier, broadcast, distributed, is_rank_zero
 from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def load_or_build(
     load: Callable[[Path], T],
     reuse: bool = True,
     store: bool = True,
+    collective: bool = False,
 ) -> tuple[T, CacheUse]:
     """``load(entry dir)`` of the entry for ``key``, after ``build(dir)`` has written it when it is missing.
 
@@ -72,27 +74,49 @@ def load_or_build(
         load: reads the result from an entry dir.
         reuse: False rebuilds (and replaces) an existing entry (``use_teacher_cache=false``).
         store: False builds into a temp dir that is removed after ``load`` (nothing cached: fast_dev_run).
+        collective: ``build`` runs a distributed fit, which every rank must join. Under DDP
+            (:mod:`bertcompress.utils.distributed`) rank 0 alone writes the entry; the other ranks build
+            into a temp dir only when ``collective``, wait for rank 0 and load its entry, so every rank
+            holds the same result and the entry is written once.
 
     Returns:
         ``(the loaded result, the recorded use)``.
     """
     path = cache_path(root, kind, name, key)
     hit = reuse and store and (path / MARKER).is_file()
+    if distributed():
+        hit = broadcast(hit)  # rank 0 decides: a rank must not skip a fit the others run
     if hit:
         value = load(path)
-    elif store:
+    elif store and is_rank_zero():
         with atomic_dir(path) as tmp:
             meta = build(tmp) or {}
             atomic_write_json(tmp / MARKER, {"kind": kind, "name": name, "key": key, "meta": meta})
+        barrier()  # (a group the build's fit started counts too)
         value = load(path)
     else:
-        with tempfile.TemporaryDirectory(prefix=f"bertcompress-{kind}-") as tmp:
-            build(Path(tmp))
-            value = load(Path(tmp))
+        value = _build_elsewhere(kind, path, build, load, store, collective)
     use = CacheUse(kind, name, _jsonable(key), str(path), hit)
     _USES.append(use)
-    log.info("Cache %s: %s (%s)", "hit" if hit else "written" if store else "not stored", path, kind)
+    done = (
+        "hit" if hit else "written" if store and is_rank_zero() else "read (rank 0 wrote it)" if store else "not stored"
+    )
+    log.info("Cache %s: %s (%s)", done, path, kind)
     return value, use
+
+
+def _build_elsewhere(kind: str, path: Path, build, load, store: bool, collective: bool):
+    """A miss this process does not write: ``store=False``, or a rank other than 0. Such a rank builds
+    (into a temp dir that is then removed) only what it must take part in or cannot wait for: a
+    collective build, or any build while no process group is up; it then loads rank 0's entry once the
+    ranks meet, or its own build when they cannot."""
+    with tempfile.TemporaryDirectory(prefix=f"bertcompress-{kind}-") as tmp:
+        if collective or not store or not distributed():
+            build(Path(tmp))
+        if not store or not distributed():
+            return load(Path(tmp))
+    barrier()
+    return load(path)
 
 
 def cache_uses() -> list[dict]:
