@@ -88,6 +88,7 @@ def main(argv=None) -> int:
 
     from bertcompress.benchmark.machine import machine_info
     from bertcompress.metrics import classification_metrics
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: its config composer
     from tests.conftest import compose
 
