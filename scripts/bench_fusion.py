@@ -22,7 +22,6 @@ with ``ort_fp32`` and macro-F1 on the first N test texts, and the machine's load
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bertcompress.utils.io import atomic_write_json
 
 
 def _variants(model_dir: Path, work: Path, example: dict) -> dict[str, Path]:
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
             f"{r['agreement_with_fp32']:6.3f} {r['macro_f1']:6.2f} {nodes[k]}"
         )
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        atomic_write_json(args.out, result)
     return 0
 
 

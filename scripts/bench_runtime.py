@@ -11,7 +11,6 @@ Prints what it measured, the venv's size on disk and the machine's load.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from bertcompress.utils.io import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "আমি আজ খুব খুশি"
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
         f"{os.cpu_count()} cores, {args.threads} threads"
     )
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
+        atomic_write_json(args.out, out)
     return 0
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,13 +45,7 @@ def test_ddp_sampler_gives_the_one_process_batches(n):
     assert sorted(set(list(ranks[0]) + list(ranks[1]))) == list(range(n))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cache_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+def _cache_worker(rank: int, world: int, rendezvous: str, root: str, out: str) -> None:
     """One rank: two cache entries (one plain, one whose build is a collective, as a fit is), a hit,
     rank_zero_first and the end of the distributed part; what it saw goes to ``out/<rank>.json``."""
     import torch.distributed as dist
@@ -60,8 +53,7 @@ def _cache_worker(rank: int, world: int, port: int, root: str, out: str) -> None
     from bertcompress.utils.cache import load_or_build
     from bertcompress.utils.distributed import leave_distributed, rank_zero_first
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     builds: list[str] = []
 
     def build_plain(tmp: Path) -> dict:
@@ -93,7 +85,8 @@ def _cache_worker(rank: int, world: int, port: int, root: str, out: str) -> None
 def test_caches_under_a_process_group_are_written_once_by_rank_0(tmp_path):
     root, out = tmp_path / "cache", tmp_path / "out"
     out.mkdir()
-    torch.multiprocessing.spawn(_cache_worker, args=(2, _free_port(), str(root), str(out)), nprocs=2, join=True)
+    rendezvous = tmp_path / "rendezvous"  # a file store: no port to pick (and race for)
+    torch.multiprocessing.spawn(_cache_worker, args=(2, str(rendezvous), str(root), str(out)), nprocs=2, join=True)
     r0, r1 = (json.loads((out / f"{r}.json").read_text()) for r in (0, 1))
     assert r0["builds"] == ["plain", "fit"] and r1["builds"] == ["fit"]  # rank 1 joins the fit only
     for r in (r0, r1):  # every rank holds rank 0's entries

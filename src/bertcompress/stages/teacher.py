@@ -76,10 +76,10 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
     stopping = callbacks.get("early_stopping") or {}
     task = {"task": dm.task} if dm.task != "classification" else {}  # classification keys stay as they were
     # DDP: batch_size is per process, so the processes' count changes the result (one process: no key)
-    processes = {"world_size": world_size(cfg)} if world_size(cfg) > 1 else {}
+    ranks = world_size(cfg)
     return {
         **task,
-        **processes,
+        **({"world_size": ranks} if ranks > 1 else {}),
         "teacher": teacher,
         "source": model_source(cfg.teacher.hub_id),
         "data": dm.fingerprint(),
