@@ -194,3 +194,27 @@ def test_runtime_bench_with_a_label_map_runs_without_torch(artifacts, ubmec_text
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["n"] == 20 and result["dropped"] == 10 and result["classes"] == ["Anger/Disgust", "joy"]
     assert "Anger/Disgust" in proc.stdout and "no torch" in proc.stdout and result["latency_ms"]["p50"] > 0
+
+
+@pytest.mark.parametrize(
+    "kind", ["teacher", "teacher_int8", "cnn", "cnn_int8", "cnn_bag", "bilstm", "cnn_lstm", "ensemble", "tfidf"]
+)
+def test_a_text_gets_the_same_probabilities_alone_and_batched_with_longer_texts(kind, artifacts, ubmec_texts):
+    """Padding must not leak: each short text alone and in one batch with much longer texts, in the
+    runtime and (for the fp32 source) on the torch path."""
+    from bertcompress_runtime import load
+
+    from bertcompress.runtime import load_artifact
+
+    src, exported, int8 = artifacts[kind]
+    by_length = sorted(ubmec_texts[:400], key=len)
+    short, long = by_length[20:26], by_length[-6:]
+    assert min(map(len, long)) > 4 * max(map(len, short))
+    predictors = [load(exported)] + ([] if int8 else [load_artifact(src)])
+    for predictor in predictors:
+        alone = np.concatenate([predictor.predict_proba([t]) for t in short])
+        batched = predictor.predict_proba([*long[:3], *short, *long[3:]])[3 : 3 + len(short)]
+        if int8:  # dynamic int8 scales activations by the batch's range: only the decision must hold
+            assert (alone.argmax(1) == batched.argmax(1)).all()
+        else:
+            assert np.abs(alone - batched).max() < 1e-5, type(predictor).__module__

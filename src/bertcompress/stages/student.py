@@ -81,6 +81,9 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         "batch_size": dm.batch_size,
         "seed": cfg.seed,
         "seeding": SCHEME,
+        # static students zero the padded positions before a convolution (batch-independent outputs);
+        # those cached before, whose outputs leaked padding, are not reused
+        **({"padding": "zeroed"} if cfg.student.get("kind") == "static" else {}),
         "trainer": teacher_key["trainer"],
         "early_stopping": teacher_key["early_stopping"],
     }

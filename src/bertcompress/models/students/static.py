@@ -35,6 +35,13 @@ class StaticEmbedding(nn.Module):
         return self.dropout(self.embedding(input_ids))
 
 
+def zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D) vectors with the padded positions (``mask == 0``, (B, T)) set to 0, so that a convolution
+    window that reaches past a text's end sees the zeros of its own zero padding, as it would alone: the
+    text's output does not depend on how much longer the other texts of its batch are."""
+    return x * mask.unsqueeze(-1).to(x.dtype)
+
+
 def _masked_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Concatenate masked max- and mean-pooling over time: (B, T, H) -> (B, 2H)."""
     m = mask.unsqueeze(-1).to(h.dtype)
@@ -77,7 +84,7 @@ class KimCNNEncoder(_Encoder):
         self.out_dim = num_filters * len(kernel_sizes)
 
     def features(self, emb, mask):
-        x = emb.transpose(1, 2)  # (B, D, T)
+        x = zero_padding(emb, mask).transpose(1, 2)  # (B, D, T)
         pooled = []
         for conv in self.convs:
             h = torch.relu(conv(x))[..., : mask.shape[1]]  # (B, F, T)
@@ -96,7 +103,7 @@ class CNNLSTMEncoder(_Encoder):
         self.out_dim = self.lstm.out_dim
 
     def features(self, emb, mask):
-        h = torch.relu(self.conv(emb.transpose(1, 2)))[..., : mask.shape[1]].transpose(1, 2)
+        h = torch.relu(self.conv(zero_padding(emb, mask).transpose(1, 2)))[..., : mask.shape[1]].transpose(1, 2)
         return self.lstm.features(h, mask)
 
 
