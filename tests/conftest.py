@@ -1,5 +1,7 @@
-"""Shared fixtures: tiny BERT/ELECTRA models built from a config, a tokenizer trained on real UBMEC
-text, and Hydra config composition pointed at temp dirs."""
+"""Shared fixtures: tiny BERT/ELECTRA models built from a config with a fixed seed, WordPiece tokenizers
+trained on real UBMEC / CoNLL-2003 text and committed under ``tests/fixtures/`` (the tokenizers trainer
+gives other ids from one run to the next, so every pytest run reads the same files), and Hydra config
+composition pointed at temp dirs. ``python -m tests.conftest`` trains the tokenizers anew."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import pytest
 import bertcompress  # noqa: F401  (registers OmegaConf resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CONF_DIR = ROOT / "conf"
 DATA_DIR = Path(os.environ.get("BERTCOMPRESS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 UBMEC = DATA_DIR / "ubmec" / "ubmec.xlsx"
@@ -60,10 +63,23 @@ def _wordpiece_dir(texts: list[str], vocab_size: int, out: Path, nfc: bool) -> P
     return out
 
 
+def build_fixture_tokenizers() -> None:
+    """Train the committed fixture tokenizers (``tests/fixtures/tiny_tokenizer``, ``tiny_ner_tokenizer``)
+    on the first 2,000 UBMEC texts (vocab 800, NFC) and CoNLL-2003 training sentences (vocab 600)."""
+    import pandas as pd
+
+    from bertcompress.data.conll import read_conll
+
+    texts = pd.read_excel(UBMEC, dtype={"text": str})["text"].tolist()[:2000]
+    _wordpiece_dir(texts, 800, FIXTURES / "tiny_tokenizer", nfc=True)
+    sentences = [" ".join(s.tokens) for s in read_conll(CONLL / "train.txt")[:2000]]
+    _wordpiece_dir(sentences, 600, FIXTURES / "tiny_ner_tokenizer", nfc=False)
+
+
 @pytest.fixture(scope="session")
-def tiny_tokenizer_dir(tmp_path_factory, ubmec_texts) -> Path:
-    """A WordPiece tokenizer (vocab ~800) trained on 2,000 real UBMEC texts, saved as an HF fast tokenizer."""
-    return _wordpiece_dir(ubmec_texts[:2000], 800, tmp_path_factory.mktemp("tiny_tok"), nfc=True)
+def tiny_tokenizer_dir() -> Path:
+    """A WordPiece tokenizer (vocab ~800) trained on 2,000 real UBMEC texts (committed fixture files)."""
+    return FIXTURES / "tiny_tokenizer"
 
 
 CONLL = DATA_DIR / "conll2003"
@@ -77,13 +93,9 @@ requires_conll = pytest.mark.skipif(
 def tiny_ner_bert_dir(tmp_path_factory) -> Path:
     """A random 2-layer, 32-hidden BertModel with a WordPiece tokenizer (vocab ~600) trained on the first
     2,000 real CoNLL-2003 training sentences."""
-    from bertcompress.data.conll import read_conll
-
     if not (CONLL / "train.txt").is_file():
         pytest.skip(f"CoNLL-2003 not found in {CONLL}")
-    sentences = [" ".join(s.tokens) for s in read_conll(CONLL / "train.txt")[:2000]]
-    tok_dir = _wordpiece_dir(sentences, 600, tmp_path_factory.mktemp("tiny_ner_tok"), nfc=False)
-    return _save_tiny("bert", tok_dir, tmp_path_factory.mktemp("tiny_ner_bert"))
+    return _save_tiny("bert", FIXTURES / "tiny_ner_tokenizer", tmp_path_factory.mktemp("tiny_ner_bert"))
 
 
 @pytest.fixture
@@ -94,6 +106,7 @@ def tiny_ner_overrides(tiny_ner_bert_dir) -> list[str]:
 
 
 def _save_tiny(kind: str, tokenizer_dir: Path, out: Path, **config) -> Path:
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel, ElectraConfig, ElectraModel
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -107,10 +120,12 @@ def _save_tiny(kind: str, tokenizer_dir: Path, out: Path, **config) -> Path:
         pad_token_id=tok.pad_token_id,
         **config,
     )
-    if kind == "bert":
-        model = BertModel(BertConfig(**common))
-    else:
-        model = ElectraModel(ElectraConfig(embedding_size=32, **common))
+    with torch.random.fork_rng():  # the same weights whichever tests ran before
+        torch.manual_seed(0)
+        if kind == "bert":
+            model = BertModel(BertConfig(**common))
+        else:
+            model = ElectraModel(ElectraConfig(embedding_size=32, **common))
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -183,3 +198,7 @@ def me5_dir(tmp_path_factory):
     from bertcompress.models.resolver import resolve_model
 
     return resolve_model("intfloat/multilingual-e5-small", cache_dir=tmp_path_factory.mktemp("me5cache"))
+
+
+if __name__ == "__main__":
+    build_fixture_tokenizers()

@@ -15,7 +15,7 @@ import torch
 
 from bertcompress.data.encoding import DistributedEpochShuffleSampler, EpochShuffleSampler
 from bertcompress.utils.distributed import check_launch, world_size
-from tests.conftest import ROOT, UBMEC, _save_tiny, _wordpiece_dir, compose, requires_ubmec
+from tests.conftest import FIXTURES, ROOT, UBMEC, _save_tiny, compose, requires_ubmec
 
 
 def _batches(indices: list[int], size: int) -> list[list[int]]:
@@ -162,8 +162,7 @@ def test_ddp_job_on_two_cpu_processes_matches_one_process(tmp_path, ubmec_texts)
     (tolerance 0.5 points). Rank 0 alone writes the caches, the artifact, the logs and results.json."""
     from safetensors.torch import load_file
 
-    tok = _wordpiece_dir(ubmec_texts[:2000], 800, tmp_path / "tok", nfc=True)
-    model = _save_tiny("bert", tok, tmp_path / "tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = _save_tiny("bert", FIXTURES / "tiny_tokenizer", tmp_path / "tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     common = [
         f"teacher.hub_id={model}", "teacher.name=tiny_bert", "teacher.epochs=2", "teacher.module.optimizer.lr=1e-3",
         "teacher.module.freeze_word_embeddings=false", "teacher.module.dropout=0.0",
