@@ -162,7 +162,13 @@ def test_ddp_job_on_two_cpu_processes_matches_one_process(tmp_path, ubmec_texts)
     (tolerance 0.5 points). Rank 0 alone writes the caches, the artifact, the logs and results.json."""
     from safetensors.torch import load_file
 
-    model = _save_tiny("bert", FIXTURES / "tiny_tokenizer", tmp_path / "tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = _save_tiny(
+        "bert",
+        FIXTURES / "tiny_tokenizer",
+        tmp_path / "tiny",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     common = [
         f"teacher.hub_id={model}", "teacher.name=tiny_bert", "teacher.epochs=2", "teacher.module.optimizer.lr=1e-3",
         "teacher.module.freeze_word_embeddings=false", "teacher.module.dropout=0.0",
