@@ -28,12 +28,13 @@ def predict(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         predictor = load_artifact(args.artifact, threads=args.threads)
+        texts = read_texts(args)
+        if not texts:
+            parser.error("no text given (pass texts, --file, or pipe them on stdin)")
+        probs = predictor.predict_proba(texts) if predictor.task != "ner" else None
     except (FileNotFoundError, ValueError) as e:  # ArtifactError is a ValueError: the message says what to do
         print(f"bertcompress-predict: {e}", file=sys.stderr)
         return 2
-    texts = read_texts(args)
-    if not texts:
-        parser.error("no text given (pass texts, --file, or pipe them on stdin)")
     if predictor.task == "ner":  # a sequence labeler: whitespace-split words in, one BIO tag per word out
         sentences = [t.split() for t in texts]
         for words, tags in zip(sentences, predictor.predict_labels(sentences), strict=True):
@@ -43,7 +44,7 @@ def predict(argv: list[str] | None = None) -> int:
             else:
                 print(" ".join(f"{w}/{t}" for w, t in zip(words, names, strict=True)))
         return 0
-    print_predictions(texts, predictor.predict_proba(texts), predictor.label_names, args.json)
+    print_predictions(texts, probs, predictor.label_names, args.json)
     return 0
 
 
@@ -56,29 +57,13 @@ def bench(argv: list[str] | None = None) -> int:
     if args.label_map:
         return _bench_mapped(args)
     from bertcompress.benchmark.bench import benchmark
-    from bertcompress.data.readers import clean_frame, read_table
-    from bertcompress.runtime import load_artifact
     from bertcompress.utils.io import atomic_write_json
 
-    predictor = load_artifact(args.artifact, threads=args.threads)
-    reference = load_artifact(args.reference, threads=args.threads) if args.reference else None
-    index = {n: i for i, n in enumerate(predictor.label_names)}
-    if predictor.task == "ner":
-        from bertcompress.data.conll import read_conll
-        from bertcompress.data.readers import DataError
-
-        sentences = read_conll(args.data)[: args.limit or None]
-        unknown = sorted({t for s in sentences for t in s.tags} - set(index))
-        if unknown:
-            raise DataError(f"{args.data}: tags {unknown} are not in the artifact's label set {predictor.label_names}")
-        texts, labels = [s.tokens for s in sentences], [[index[t] for t in s.tags] for s in sentences]
-    else:
-        df, _ = clean_frame(
-            read_table(args.data), args.data, args.text_column, args.label_column, predictor.label_names
-        )
-        if args.limit:
-            df = df.head(args.limit)
-        texts, labels = df["text"].tolist(), [index[x] for x in df["label"]]
+    try:
+        predictor, reference, texts, labels = _bench_inputs(args)
+    except (FileNotFoundError, ValueError) as e:  # ArtifactError and DataError are ValueErrors
+        print(f"bertcompress-bench: {e}", file=sys.stderr)
+        return 2
     result = benchmark(
         predictor,
         texts,
@@ -107,6 +92,32 @@ def bench(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _bench_inputs(args) -> tuple:
+    """``(predictor, reference or None, texts, label ids)`` of a ``bench`` command.
+
+    Raises:
+        FileNotFoundError, ArtifactError, DataError: a missing or unsafe artifact, a bad data file.
+    """
+    from bertcompress.data.readers import DataError, clean_frame, read_table
+    from bertcompress.runtime import load_artifact
+
+    predictor = load_artifact(args.artifact, threads=args.threads)
+    reference = load_artifact(args.reference, threads=args.threads) if args.reference else None
+    index = {n: i for i, n in enumerate(predictor.label_names)}
+    if predictor.task == "ner":
+        from bertcompress.data.conll import read_conll
+
+        sentences = read_conll(args.data)[: args.limit or None]
+        unknown = sorted({t for s in sentences for t in s.tags} - set(index))
+        if unknown:
+            raise DataError(f"{args.data}: tags {unknown} are not in the artifact's label set {predictor.label_names}")
+        return predictor, reference, [s.tokens for s in sentences], [[index[t] for t in s.tags] for s in sentences]
+    df, _ = clean_frame(read_table(args.data), args.data, args.text_column, args.label_column, predictor.label_names)
+    if args.limit:
+        df = df.head(args.limit)
+    return predictor, reference, df["text"].tolist(), [index[x] for x in df["label"]]
+
+
 def _bench_mapped(args) -> int:
     """``bench --label-map``: score the artifact on a corpus with other labels (the runtime's mapping), then
     time it without scoring."""
@@ -117,17 +128,16 @@ def _bench_mapped(args) -> int:
     from bertcompress.runtime import load_artifact
     from bertcompress.utils.io import atomic_write_json
 
-    predictor = load_artifact(args.artifact, threads=args.threads)
-    if predictor.task == "ner":
-        print("bertcompress-bench: --label-map scores whole-text classifiers, not task ner", file=sys.stderr)
-        return 2
     try:
+        predictor = load_artifact(args.artifact, threads=args.threads)
+        if predictor.task == "ner":
+            raise ValueError("--label-map scores whole-text classifiers, not task ner")
         texts, labels = read_labelled(args.data, args.text_column, args.label_column)
         texts, labels = texts[: args.limit or None], labels[: args.limit or None]
         result = evaluate(
             predictor.predict_proba(texts), labels, read_label_map(args.label_map, predictor.label_names), args.data
         )
-    except ValueError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"bertcompress-bench: {e}", file=sys.stderr)
         return 2
     timing = benchmark(

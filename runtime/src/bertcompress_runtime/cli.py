@@ -32,12 +32,31 @@ def _needs_torch(path: str) -> bool:
 
 
 def read_texts(args) -> list[str]:
-    """``args.text``, or the non-blank lines of ``args.file`` (``-`` or none: stdin)."""
+    """``args.text``, or the non-blank lines of ``args.file`` (``-`` or none: stdin).
+
+    Raises:
+        ValueError: a missing or unreadable file, or one that is not UTF-8 text (naming the file and byte).
+    """
     if args.text:
         return list(args.text)
-    stream = open(args.file, encoding="utf-8") if args.file and args.file != "-" else sys.stdin  # noqa: SIM115
-    with stream:
-        return [line.rstrip("\n") for line in stream if line.strip()]
+    if not args.file or args.file == "-":
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as e:
+        raise ValueError(
+            f"--file {args.file}: cannot be read ({e.strerror}); give a text file, one text per line"
+        ) from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"--file {args.file}: byte {e.start} is not UTF-8 text ({raw[e.start : e.start + 4]!r}); give a UTF-8 "
+            "text file, one text per line"
+        ) from e
+    if "\x00" in text:
+        raise ValueError(f"--file {args.file}: holds NUL bytes (a binary file?); give a text file, one text per line")
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def predict_parser(description: str) -> argparse.ArgumentParser:
@@ -65,13 +84,14 @@ def predict(argv: list[str] | None = None) -> int:
 
     try:
         predictor = load(args.artifact, threads=args.threads)
+        texts = read_texts(args)
+        if not texts:
+            parser.error("no text given (pass texts, --file, or pipe them on stdin)")
+        probs = predictor.predict_proba(texts)
     except (FileNotFoundError, ValueError, ImportError) as e:  # ArtifactError is a ValueError
         print(f"bertcompress-predict: {e}", file=sys.stderr)
         return 2
-    texts = read_texts(args)
-    if not texts:
-        parser.error("no text given (pass texts, --file, or pipe them on stdin)")
-    print_predictions(texts, predictor.predict_proba(texts), predictor.label_names, args.json)
+    print_predictions(texts, probs, predictor.label_names, args.json)
     return 0
 
 

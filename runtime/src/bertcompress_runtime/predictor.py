@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bertcompress_runtime.encode import Encoder
-from bertcompress_runtime.manifest import REDO, WEIGHT_FILES, ArtifactError, read_manifest
+from bertcompress_runtime.manifest import REDO, WEIGHT_FILES, ArtifactError, artifact_file, read_manifest
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -40,7 +40,9 @@ class Predictor:
 
     @property
     def weights_file(self) -> Path:
-        return self.path / str(self.manifest.get("weights") or WEIGHT_FILES[self.manifest["format"]])
+        """The weight file (checked to be a regular file inside the artifact dir)."""
+        name = str(self.manifest.get("weights") or WEIGHT_FILES[self.manifest["format"]])
+        return artifact_file(self.path, name, "manifest.json: weights")
 
     def batches(self, texts: Sequence[str], batch_size: int = 64) -> list:
         if self.text_model is not None:
@@ -57,7 +59,22 @@ class Predictor:
         """(N, C) class probabilities."""
         if not len(texts):
             return np.zeros((0, len(self.label_names)))
-        return softmax(np.concatenate([self.logits(b) for b in self.batches(texts, batch_size)]).astype(np.float64))
+        logits = np.concatenate([self.logits(b) for b in self.batches(texts, batch_size)])
+        check_outputs(self.path, logits.shape[-1], self.label_names)
+        return softmax(logits.astype(np.float64))
+
+
+def check_outputs(path: Path, outputs: int, label_names: Sequence[str]) -> None:
+    """The model's class count must match the manifest's ``label_names``.
+
+    Raises:
+        ArtifactError: naming both counts and the manifest.
+    """
+    if outputs != len(label_names):
+        raise ArtifactError(
+            f"{Path(path) / 'manifest.json'}: label_names has {len(label_names)} names but the model gives {outputs} "
+            f"outputs; the manifest does not belong to these weights: {REDO}."
+        )
 
 
 def onnx_session(file: Path, threads: int | None = None):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bertcompress_runtime.manifest import MAX_JSON_BYTES, artifact_file
+
 _WHITE_SPACES = re.compile(r"\s\s+")
 ANALYZERS = ("char", "char_wb", "word")
 
@@ -52,6 +54,7 @@ class TfidfModel:
 
     Raises:
         ValueError: an analyzer the runtime does not reproduce (``subword`` needs the training package).
+        ArtifactError: a vocabulary or weight file outside the dir, not a regular file, or too large.
     """
 
     def __init__(self, directory: str | Path, manifest: dict):
@@ -68,9 +71,15 @@ class TfidfModel:
         self.lowercase = bool(vec.get("lowercase", True))
         self.sublinear = bool(vec.get("sublinear_tf", True))
         self.token_pattern = vec.get("token_pattern", r"(?u)\b\w\w+\b")
-        terms = json.loads((directory / manifest.get("vocabulary", "vocabulary.json")).read_text(encoding="utf-8"))
+        vocabulary = artifact_file(
+            directory,
+            manifest.get("vocabulary", "vocabulary.json"),
+            "manifest.json: vocabulary",
+            MAX_JSON_BYTES["vocabulary"],
+        )
+        terms = json.loads(vocabulary.read_text(encoding="utf-8"))
         self.vocabulary = {t: i for i, t in enumerate(terms)}
-        with np.load(directory / manifest["weights"], allow_pickle=False) as w:
+        with np.load(artifact_file(directory, manifest["weights"], "manifest.json: weights"), allow_pickle=False) as w:
             self.idf, self.coef, self.intercept = w["idf"], w["coef"], w["intercept"]
 
     def _grams(self, text: str) -> list[str]:

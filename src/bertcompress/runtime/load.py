@@ -35,7 +35,7 @@ def hf_predictor(
         "text_normalizer": normalizer,
     }
     encoder = _encoder(task, AutoTokenizer.from_pretrained(path), max_length, normalizer)
-    module = HFStudent(auto_model_class(task).from_pretrained(path).eval())
+    module = HFStudent(auto_model_class(task).from_pretrained(path, use_safetensors=True).eval())
     return Predictor(path, manifest, encoder, module=module)
 
 
@@ -83,7 +83,7 @@ def _load(path: Path, manifest: dict, threads: int | None) -> Predictor:
         from bertcompress.models.classifier import auto_model_class
         from bertcompress.models.students import HFStudent
 
-        module = HFStudent(auto_model_class(task).from_pretrained(path).eval())
+        module = HFStudent(auto_model_class(task).from_pretrained(path, use_safetensors=True).eval())
         return Predictor(path, manifest, encoder, module=module)
     if fmt == "torch":
         from bertcompress.runtime.torch_module import load_torch_module

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bertcompress_runtime.predictor import check_outputs
 from torch import nn
 
 from bertcompress.data.encoding import PadCollator, TextEncoder
+from bertcompress.utils.manifest import WEIGHT_FILES, artifact_file
 
 
 @dataclass
@@ -40,7 +42,9 @@ class Predictor:
 
     @property
     def weights_file(self) -> Path:
-        return self.path / self.manifest["weights"]
+        """The weight file (checked to be a regular file inside the artifact dir)."""
+        name = self.manifest.get("weights") or WEIGHT_FILES[self.manifest["format"]]
+        return artifact_file(self.path, name, "manifest.json: weights")
 
     def logits(self, batch: dict | list[str]) -> np.ndarray:
         if self.text_model is not None:
@@ -70,6 +74,7 @@ class Predictor:
             if texts
             else np.zeros((0, len(self.label_names)))
         )
+        check_outputs(self.path, logits.shape[-1], self.label_names)
         e = np.exp(logits - logits.max(-1, keepdims=True))
         return e / e.sum(-1, keepdims=True)
 
@@ -93,6 +98,7 @@ class Predictor:
                 ]
             )
             logits = self.logits({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
+            check_outputs(self.path, logits.shape[-1], names)
             out += word_predictions(
                 b["labels"].tolist(), logits.argmax(-1).tolist(), [len(t) for t in texts[i : i + batch_size]], fill
             )

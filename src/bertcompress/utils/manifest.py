@@ -6,16 +6,19 @@ from bertcompress_runtime.manifest import (
     FORMAT_VERSION,
     HOW_TO_LOAD,
     MANIFEST,
+    MAX_JSON_BYTES,
     MODULE_JSON,
     PICKLE_FILES,
+    READ_VERSIONS,
     REDO,
     WEIGHT_FILES,
     ArtifactError,
+    artifact_file,
     read_manifest,
     refuse_pickle,
 )
 
 __all__ = [
-    "FORMAT_VERSION", "HOW_TO_LOAD", "MANIFEST", "MODULE_JSON", "PICKLE_FILES", "REDO", "WEIGHT_FILES",
-    "ArtifactError", "read_manifest", "refuse_pickle",
+    "FORMAT_VERSION", "HOW_TO_LOAD", "MANIFEST", "MAX_JSON_BYTES", "MODULE_JSON", "PICKLE_FILES", "READ_VERSIONS",
+    "REDO", "WEIGHT_FILES", "ArtifactError", "artifact_file", "read_manifest", "refuse_pickle",
 ]  # fmt: skip
