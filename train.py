@@ -21,13 +21,17 @@ os.environ.setdefault("BERTCOMPRESS_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from bertcompress.errors import exit_with_message, user_input_errors
+    from bertcompress.errors import disk_full, exit_with_message, user_input_errors
     from bertcompress.pipeline import metric_value, run_job
 
     try:
         results = run_job(cfg)
     except user_input_errors() as e:  # bad data or config: the message as the last line, the traceback in the log
         raise exit_with_message(e) from e
+    except Exception as e:
+        if (full := disk_full(e)) is None:
+            raise
+        raise exit_with_message(full) from e
     return metric_value(results, cfg.get("optimized_metric"))  # what an Optuna sweep optimises
 
 

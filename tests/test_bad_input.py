@@ -169,3 +169,81 @@ def test_predict_cli_prints_the_artifact_error_without_a_traceback(tmp_path, tin
     assert predict([str(path), "text"]) == 2
     err = capsys.readouterr().err
     assert "manifest.json: not valid JSON" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("header", ["text,text,label", "text,label,label"])
+def test_a_column_named_twice_in_the_header_is_an_error(header, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text(header + "\n" + "".join(f"a{i},b{i},{LABELS[i % 3]}\n" for i in range(12)))
+    dm = CsvDataModule(train_file=str(path), test_size=0.25)
+    with pytest.raises(DataError, match=r"dup\.csv: the header names column\(s\) \['(text|label)'\] more than once"):
+        dm.setup()
+
+
+def test_the_decoding_error_names_the_real_bad_byte_after_non_ascii_text(tmp_path):
+    lines = ["text,label", *(f"আমি আজ খুব খুশি {i},{LABELS[i % 3]}" for i in range(5))]
+    good = ("\n".join(lines) + "\n").encode("utf-8")
+    path = tmp_path / "bad.csv"
+    path.write_bytes(good + b"caf\xe9,joy\n")  # a cp1252 byte on line 7, after 3-byte Bengali characters
+    with pytest.raises(DataError, match=rf"byte {len(good) + 3} \(line 7, data row 5 under a header\) is b'\\xe9"):
+        CsvDataModule(train_file=str(path)).setup()
+
+
+def test_data_labels_naming_a_label_with_no_training_text_is_an_error(tmp_path):
+    dm = CsvDataModule(train_file=str(_csv(tmp_path, LABELS * 10)), labels=[*LABELS, "love"], test_size=0.3)
+    with pytest.raises(DataError, match=r"data\.labels lists \['love'\], which no training text has"):
+        dm.setup()
+
+
+def test_a_file_whose_texts_are_all_empty_names_the_file_and_column(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("text,label\n" + "".join(f" ,{LABELS[i % 3]}\n" for i in range(9)))
+    with pytest.raises(DataError, match=r"empty\.csv: all 9 rows have an empty 'text' or 'label' cell"):
+        CsvDataModule(train_file=str(path)).setup()
+
+
+@pytest.mark.parametrize("content,match", [(b"", "holds no text"), (b"\x00\x01\xff\xfe" * 40, "not UTF-8 text")])
+def test_an_empty_or_binary_unlabeled_file_is_one_error_naming_the_key(content, match, tmp_path):
+    from bertcompress.data.augment import read_unlabeled
+
+    path = tmp_path / "pool.txt"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=rf"augment\.unlabeled_file={path}: .*{match}"):
+        read_unlabeled(path)
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("joy: [[joy]]\n", r"'joy' maps to \[\['joy'\]\]; give an artifact label, a flat list of them, or null"),
+        ("joy: !!python/object/apply:os.system [echo pwned]\n", "not a plain YAML label map"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_label_map_is_one_error_naming_the_file(text, match, tmp_path):
+    from bertcompress_runtime.labelmap import read_label_map
+
+    path = tmp_path / ("map.json" if text.startswith("{") else "map.yaml")
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        read_label_map(path, LABELS)
+    assert str(path) in str(e.value)
+
+
+def test_a_full_disk_is_one_line_naming_what_to_do():
+    from safetensors import SafetensorError
+
+    from bertcompress.errors import disk_full
+
+    try:
+        try:
+            raise SafetensorError(
+                'Error while serializing: IoError(Os { code: 28, message: "No space left on device" })'
+            )
+        except SafetensorError as inner:
+            raise RuntimeError("saving the teacher failed") from inner
+    except RuntimeError as e:
+        full = disk_full(e)
+    assert full is not None and full.errno == 28
+    assert "free disk space or point paths.cache_dir" in str(full) and "\n" not in str(full)
+    assert disk_full(ValueError("no")) is None

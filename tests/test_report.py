@@ -214,3 +214,16 @@ def test_only_results_json_invalid_says_so(tmp_path):
     (tmp_path / "j" / "results.json").write_text('{"status": "fin')
     with pytest.raises(FileNotFoundError, match=r"not valid JSON: .*results\.json"):
         load_runs(tmp_path)
+
+
+@pytest.mark.parametrize("other", ['["a", "list"]', '{"runs": [1, 2]}', '{"status": "finished", "final_test": "no"}'])
+def test_a_results_json_of_another_schema_is_skipped_and_named(other, tmp_path, caplog):
+    root = write_sweep(tmp_path / "sweep")
+    n = len(load_runs(root))
+    (root / "foreign").mkdir()
+    (root / "foreign" / "results.json").write_text(other)
+    runs = load_runs(root)
+    assert len(runs) == n and runs.attrs["skipped_files"][0].startswith(str(root / "foreign" / "results.json"))
+    assert f"Skipping {root / 'foreign' / 'results.json'}: not of this results schema" in caplog.text
+    page = make_report(root)["dir"] / "index.html"
+    assert "results.json files skipped" in page.read_text() and "foreign" in page.read_text()

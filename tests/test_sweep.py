@@ -67,7 +67,7 @@ def test_multirun_runs_every_combination_records_the_failure_and_reuses_caches(s
     results = _results(_sweep_dir(tmp, "grid"))
     assert set(results) == {"none+none", "cnn+none", "none+prune_structured", "cnn+prune_structured"}
     # readable, stable job dirs: the group choices plus a hash of the other overrides
-    assert results["cnn+none"]["dir"].startswith("compression=none,debug=fdr,student=cnn,teacher=me5_small+")
+    assert results["cnn+none"]["dir"].startswith("compression=none,debug=fdr,student=cnn,teacher=me5_small,")
     failed = results.pop("cnn+prune_structured")
     assert failed["status"] == "failed" and "structured pruning needs a transformer" in failed["error"]
     assert "Traceback" in failed["traceback"]
@@ -190,13 +190,29 @@ def test_job_dirname_keeps_appended_overrides_apart():
     old name dropped every ``+`` override, so a rerun skipped the 1.0 point as the finished 0.85 one)."""
     grid = ["teacher=me5_small", "student=none", "data.max_length=64", "experiment=teacher_grid", "logger=csv"]
     off, on = (job_dirname([*grid, f"+teacher.module.layer_lr_decay={v}"]) for v in ("1.0", "0.85"))
-    assert off != on and off.startswith("student=none,teacher=me5_small+")
+    assert (off, on) == tuple(
+        f"student=none,teacher=me5_small,max_length=64,layer_lr_decay={v}" for v in ("1.0", "0.85")
+    )
     assert on == job_dirname([*grid, "teacher.module.layer_lr_decay=0.85"])  # + names the dir like key=v
     assert job_dirname([*grid, "++teacher.module.layer_lr_decay=0.85"]) == on
     assert off != job_dirname(grid) != job_dirname([*grid, "~teacher.members.tfidf_lr"])
     # where things are written and logged never names a dir, with or without +
     assert job_dirname([*grid, "+paths.log_dir=/elsewhere", "logger=wandb", "+sweep_name=x"]) == job_dirname(grid)
     assert job_dirname(["+augment=tang2019", "student=cnn"]) == "augment=tang2019,student=cnn"
+
+
+def test_job_dirname_shows_every_swept_value_and_hashes_only_what_does_not_fit():
+    base = ["compression=prune", "student=cnn"]
+    names = [job_dirname([*base, f"compression.pruning.amount={v}"]) for v in ("0.3", "1.5")]
+    assert names == ["compression=prune,student=cnn,amount=0.3", "compression=prune,student=cnn,amount=1.5"]
+    two_lrs = job_dirname([*base, "student.optimizer.lr=2e-3", "teacher.module.optimizer.lr=1e-4"])
+    assert two_lrs == "compression=prune,student=cnn,student.optimizer.lr=2e-3,module.optimizer.lr=1e-4"
+    path = job_dirname([*base, "teacher.hub_id=/a/very/long/path/to/a/local/model/dir/of/the/user"])
+    assert path.startswith("compression=prune,student=cnn,hub_id=#") and "/" not in path
+    many = [*base, *(f"student.model.k{i}={'x' * 30}" for i in range(12))]
+    name = job_dirname(many)
+    assert len(name) <= 200 and "k0=" + "x" * 30 in name and "+" in name  # the rest hashed
+    assert job_dirname(many) == name != job_dirname([*many[:-1], "student.model.k11=y"])
 
 
 def test_config_difference_names_the_first_result_deciding_key(tmp_path):

@@ -80,25 +80,56 @@ _NOT_IN_DIRNAME = (
 )
 
 
+_DIRNAME_MAX = 200  # characters of a job dir name (filesystems allow 255 bytes; Bengali values take 3 each)
+_VALUE_MAX = 40  # a longer value (a path, a list) is shown by its hash
+
+
+def _short_override(override: str, keys: list[str]) -> str:
+    """``key=value`` with the key cut to its last dotted parts that no other swept key shares, e.g.
+    ``compression.pruning.amount=0.3`` -> ``amount=0.3``, and a long value replaced by its hash."""
+    import hashlib
+
+    key, sep, value = override.partition("=")
+    parts = key.lstrip("~").split(".")
+    short = parts[-1]
+    for n in range(1, len(parts) + 1):
+        short = ".".join(parts[-n:])
+        if sum(k.lstrip("~").split(".")[-n:] == parts[-n:] for k in keys) == 1:
+            break
+    if len(value) > _VALUE_MAX:
+        value = "#" + hashlib.sha256(value.encode()).hexdigest()[:8]
+    prefix = "~" if key.startswith("~") else ""
+    return f"{prefix}{short}={value}" if sep else f"{prefix}{short}"
+
+
 def job_dirname(overrides) -> str:
     """A sweep job's dir name from its overrides (``hydra.overrides.task``): the config-group choices in
-    order, e.g. ``compression=prune,student=cnn``, plus a short hash of every other override (``+1a2b3c4d``)
-    so that jobs differing in a hyper-parameter get distinct, stable dirs and long values never make
-    the name too long for the filesystem.
+    order, e.g. ``compression=prune,student=cnn``, then every other override with its value, its key cut
+    to what tells it apart (``amount=0.3``), so that the dir says what was swept. A value over 40
+    characters is shown by its hash, and what does not fit in 200 characters goes into one short hash
+    of the rest (``+1a2b3c4d``), so the name stays stable and within what filesystems allow.
 
-    An appended or forced key (``+key=v``, ``++key=v``) names the dir like ``key=v``: the teacher grid's
-    ``+teacher.module.layer_lr_decay`` axis must give each of its values its own dir. A deletion
-    (``~key``) enters the hash as written."""
+    An appended or forced key (``+key=v``, ``++key=v``) names the dir like ``key=v``; a deletion
+    (``~key``) shows as ``~key``."""
     import hashlib
 
     keys = (str(o).lstrip("+") for o in overrides)
     kept = sorted(k for k in keys if not k.lstrip("~").startswith(_NOT_IN_DIRNAME))
     choices = [o for o in kept if "." not in o.split("=", 1)[0] and not o.startswith("~")]
     rest = [o for o in kept if o not in choices]
-    name = ",".join(choices) or "job"
-    if rest:
-        name += "+" + hashlib.sha256("\n".join(rest).encode()).hexdigest()[:8]
-    return name.replace("/", "_")[:200]
+    rest_keys = [o.split("=", 1)[0] for o in rest]
+    shown = [*choices, *(_short_override(o, rest_keys) for o in rest)]
+    name, hidden = "", []
+    for part, full in zip(shown, [*choices, *rest], strict=True):
+        candidate = f"{name},{part}" if name else part
+        if len(candidate) <= _DIRNAME_MAX - 9:  # room for the hash of what is left out
+            name = candidate
+        else:
+            hidden.append(full)
+    name = name or "job"
+    if hidden:
+        name += "+" + hashlib.sha256("\n".join(hidden).encode()).hexdigest()[:8]
+    return name.replace("/", "_")
 
 
 for _name, _fn in (

@@ -33,7 +33,7 @@ from bertcompress.stages.fit import monitor
 from bertcompress.stages.results import finished_result, metric_value, record_failure
 from bertcompress.stages.student import run_student, soft_target_loss
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_test_metrics
-from bertcompress.utils.cache import cache_uses, reset_cache_uses
+from bertcompress.utils.cache import cache_uses, reset_cache_uses, run_tempdir
 from bertcompress.utils.distributed import check_launch, global_rank, is_rank_zero, leave_distributed
 from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers
 from bertcompress.utils.io import atomic_write_json
@@ -118,7 +118,8 @@ def run_job(cfg: DictConfig) -> dict:
     if previous is not None:
         return previous
     try:
-        return run(cfg)
+        with run_tempdir(cfg.paths.cache_dir):  # temp files in the cache's tmp/, stale ones removed first
+            return run(cfg)
     except Exception as e:
         if not is_rank_zero():  # DDP: rank 0 records the job
             raise

@@ -61,8 +61,9 @@ def read_label_map(path: str | Path, artifact_labels: Sequence[str]) -> LabelMap
     """Read and check a label map file (``.yaml``/``.yml`` needs PyYAML; anything else is read as JSON).
 
     Raises:
-        ValueError: not an object, an artifact label that the artifact lacks, or two classes sharing an
-            artifact label (its probability would be counted twice); each names the file and the key.
+        ValueError: not valid YAML/JSON (a ``!!python`` tag included), not an object, a value that is not a
+            label, a flat list of labels or null, an artifact label that the artifact lacks, or two classes
+            sharing an artifact label (its probability would be counted twice); each names the file and the key.
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
@@ -71,9 +72,17 @@ def read_label_map(path: str | Path, artifact_labels: Sequence[str]) -> LabelMap
             import yaml
         except ImportError as e:
             raise ImportError(f"{path}: a YAML label map needs PyYAML (pip install pyyaml), or write it as JSON") from e
-        raw = yaml.safe_load(text)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:  # a !!python tag too: safe_load refuses it and builds nothing
+            raise ValueError(f"{path}: not a plain YAML label map ({' '.join(str(e).split())})") from e
     else:
-        raw = json.loads(text)
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{path}: not valid JSON ({e}); a label map is {{data label: artifact label(s) or null}}"
+            ) from e
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{path}: a label map is a non-empty object {{data label: artifact label(s) or null}}")
     index = {n: i for i, n in enumerate(artifact_labels)}
@@ -82,7 +91,11 @@ def read_label_map(path: str | Path, artifact_labels: Sequence[str]) -> LabelMap
         if value is None:
             target[str(data_label)] = None
             continue
-        names = [value] if isinstance(value, str) else list(value)
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                f"{path}: {data_label!r} maps to {value!r}; give an artifact label, a flat list of them, or null"
+            )
         bad = [n for n in names if n not in index]
         if bad or not names:
             raise ValueError(

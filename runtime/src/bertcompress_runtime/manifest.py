@@ -41,20 +41,23 @@ class ArtifactError(ValueError):
     """A damaged, incomplete or unsafe artifact: the message names the file, what is wrong and what to do."""
 
 
-def artifact_file(directory: str | Path, name: str, key: str, max_bytes: int | None = None) -> Path:
+def artifact_file(
+    directory: str | Path, name: str, key: str, max_bytes: int | None = None, missing: str | None = None
+) -> Path:
     """``directory/name``, checked to be a regular file inside ``directory``.
 
     Args:
         name: a relative path as the manifest gives it (``weights``, ``vocabulary``) or a fixed file name.
         key: what names the file, quoted in the error (``manifest.json: weights``).
         max_bytes: the largest size read (JSON and vocabulary files), or None.
+        missing: the message when the file is missing (default: one naming ``key``).
 
     Raises:
         ArtifactError: an absolute path or one with ``..``; a path whose symlinks lead out of the dir; a
             device, FIFO or directory; a missing file; a file over ``max_bytes`` (each naming ``key``).
     """
     directory = Path(directory)
-    where = f"{directory / MANIFEST if key.startswith(MANIFEST) else directory}: {key} = {name!r}"
+    where = f"{directory}: {key} = {name!r}"
     parts = PurePosixPath(str(name).replace("\\", "/"))
     if not str(name) or parts.is_absolute() or ".." in parts.parts or Path(str(name)).is_absolute():
         raise ArtifactError(f"{where}: an artifact only reads files inside its own dir (no absolute path, no '..')")
@@ -66,7 +69,7 @@ def artifact_file(directory: str | Path, name: str, key: str, max_bytes: int | N
     try:
         st = os.stat(target)
     except FileNotFoundError:
-        raise ArtifactError(f"{where}: the file is missing: {REDO}.") from None
+        raise ArtifactError(missing or f"{where}: the file is missing: {REDO}.") from None
     if not stat.S_ISREG(st.st_mode):
         raise ArtifactError(f"{where}: not a regular file (a device, FIFO or dir); an artifact holds plain files")
     if max_bytes is not None and st.st_size > max_bytes:
@@ -149,7 +152,8 @@ def read_manifest(path: str | Path) -> dict:
             f"{file}: weights = {name!r}; a {fmt} artifact's weights are {WEIGHT_FILES[fmt]!r} (only that file is "
             f"loaded, so no other can be measured or trusted): {REDO}."
         )
-    weights = artifact_file(path, name, f"{MANIFEST}: weights")
+    missing = f"{path / name}: the {fmt} weight file named by {file} is missing: {REDO}."
+    weights = artifact_file(path, name, f"{MANIFEST}: weights", missing=missing)
     if weights.stat().st_size == 0:
         raise ArtifactError(f"{weights}: the {fmt} weight file named by {file} is empty: {REDO}.")
     if "vocabulary" in manifest:

@@ -94,7 +94,7 @@ def read_unlabeled(path: str | Path, text_column: str = "text", key: str = "augm
 
     Raises:
         FileNotFoundError: the file does not exist (naming ``key``).
-        DataError: a table without ``text_column``.
+        DataError: a table without ``text_column``, a file with no text, or one that is not UTF-8 text.
     """
     from bertcompress.data.readers import DataError, read_table
 
@@ -104,11 +104,38 @@ def read_unlabeled(path: str | Path, text_column: str = "text", key: str = "augm
             f"{key}={path}: no such file (a CSV/TSV/XLSX with a {text_column!r} column, or one text per line)"
         )
     if path.suffix.lower() not in {".csv", ".tsv", ".xlsx", ".xls"}:
-        return path.read_text(encoding="utf-8").splitlines()
-    df = read_table(path, key=key)
-    if text_column not in df.columns:
-        raise DataError(f"{path}: no column {text_column!r} (columns: {list(df.columns)}); set the pool's text_column")
-    return [str(t) for t in df[text_column].tolist() if isinstance(t, str) and t.strip()]
+        texts = _text_lines(path, key)
+    else:
+        df = read_table(path, key=key)
+        if text_column not in df.columns:
+            raise DataError(
+                f"{path}: no column {text_column!r} (columns: {list(df.columns)}); set the pool's text_column"
+            )
+        texts = [str(t) for t in df[text_column].tolist() if isinstance(t, str) and t.strip()]
+    if not texts:
+        raise DataError(f"{key}={path}: the file holds no text; give one text per line, or a table with texts")
+    return texts
+
+
+def _text_lines(path: Path, key: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file.
+
+    Raises:
+        DataError: bytes that are not UTF-8, or NUL bytes (a binary file), naming ``key``, the byte and line.
+    """
+    from bertcompress.data.readers import DataError
+
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{key}={path}: byte {e.start} (line {line}) is not UTF-8 text; give a UTF-8 file with one text per line"
+        ) from e
+    if "\x00" in text:
+        raise DataError(f"{key}={path}: holds NUL bytes (a binary file?); give a UTF-8 file with one text per line")
+    return [line for line in text.splitlines() if line.strip()]
 
 
 def select_unlabeled(

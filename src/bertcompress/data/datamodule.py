@@ -115,6 +115,12 @@ class ClassificationDataModule(L.LightningDataModule):
             unknown = sorted(set(df["label"]) - set(self.labels))
             if unknown:
                 raise DataError(f"{self.name}: {split} split has labels {unknown} not in the label set {self.labels}")
+        absent = [lab for lab in self.labels if lab not in set(frames["train"]["label"])]
+        if absent:
+            raise DataError(
+                f"{self.name}: data.labels lists {absent}, which no training text has (labels in the training data: "
+                f"{sorted(set(frames['train']['label']))}); drop them from data.labels or add texts with them."
+            )
         for split in SPLITS:
             frames[split] = stratified_head(frames[split], self.limits[split], self.seed).reset_index(drop=True)
         self.frames = frames

@@ -110,15 +110,36 @@ def read_table(
         raise DataError(f"{path}: could not parse the file ({e}). Check the delimiter (data.sep) and quoting.") from e
     if len(df) == 0:
         raise DataError(f"{path}: the file has no data rows.")
+    if header:
+        check_unique_header(path, suffix, sep, encoding, sheet)
     return df
+
+
+def check_unique_header(path: Path, suffix: str, sep: str | None, encoding: str, sheet) -> None:
+    """Raise :class:`DataError` when a column name occurs twice in the header (pandas would rename the
+    second one, ``text.1``, and the first would be read silently)."""
+    if suffix in {".xlsx", ".xls", ".xlsm"}:
+        names = [str(c) for c in pd.read_excel(path, sheet_name=sheet, header=None, nrows=1, dtype=object).iloc[0]]
+    else:
+        with open(path, encoding=encoding, newline="") as f:
+            quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+            names = next(csv.reader(f, delimiter=sep, quoting=quoting), [])
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(
+            f"{path}: the header names column(s) {dupes} more than once ({names}); rename them so that each "
+            "column has one name, then set data.text_column / data.label_column."
+        )
 
 
 def decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> DataError:
     """A :class:`DataError` for a file that does not decode: the byte offset, the 1-based line and the bytes."""
     raw = path.read_bytes()
-    first = raw.decode(encoding, errors="replace").find("\ufffd")  # pandas reads in chunks: e.start is chunk-relative
-    offset = len(raw[: max(first, 0)].decode(encoding, errors="replace").encode(encoding, errors="replace"))
-    offset = offset if first >= 0 else e.start
+    try:  # pandas reads in chunks, so e.start is chunk-relative: decode the whole file for the byte offset
+        raw.decode(encoding)
+        offset = e.start
+    except UnicodeDecodeError as whole:
+        offset = whole.start
     line = raw[:offset].count(b"\n") + 1
     bad = raw[offset : offset + 4]
     utf8 = encoding.replace("-", "").lower() == "utf8"
@@ -201,6 +222,11 @@ def clean_frame(
     empty = out["text"].map(_is_empty) | out["label"].map(_is_empty)
     report.empty_dropped = out.loc[empty, "row"].tolist()
     out = out.loc[~empty]
+    if len(out) == 0:
+        raise DataError(
+            f"{path}: all {report.n_in} rows have an empty {text_column!r} or {label_column!r} cell; fill them, or "
+            "point data.text_column / data.label_column at the right columns."
+        )
     non_str = ~out["text"].map(lambda v: isinstance(v, str))
     report.non_string_cast = out.loc[non_str, "row"].tolist()
     out = out.assign(text=out["text"].map(str), label=out["label"].map(lambda v: str(v).strip()))

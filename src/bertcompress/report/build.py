@@ -126,6 +126,10 @@ def _html(agg: pd.DataFrame, runs: pd.DataFrame, md: str, images, root: Path, sk
         tables.append(
             "<h2>Failed jobs</h2>" + failed[["run_dir", "model", "error"]].to_html(index=False, border=0, classes="t")
         )
+    unread = runs.attrs.get("skipped_files") or []
+    if unread:
+        items = "".join(f"<li>{html.escape(f)}</li>" for f in unread)
+        tables.append(f"<h2>results.json files skipped</h2><ul>{items}</ul>")
     if skipped:
         items = "".join(f"<li>{html.escape(t)}: {html.escape(why)}</li>" for t, why in skipped.items())
         tables.append(f"<h2>Figures not drawn</h2><ul>{items}</ul>")

@@ -151,7 +151,8 @@ def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
 
 def load_runs(root: str | Path) -> pd.DataFrame:
     """One row per ``results.json`` under ``root`` (failed runs included, ``status='failed'``), plus one
-    row per baseline block. Files that are not valid JSON are skipped with a warning naming them.
+    row per baseline block. Files that are not valid JSON, or of another schema (no ``status``, fields of
+    other types), are skipped with a warning naming them, and listed in ``runs.attrs["skipped_files"]``.
 
     Raises:
         FileNotFoundError: when ``root`` does not exist or holds no results.json (or none that is valid JSON,
@@ -168,12 +169,19 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             r = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             log.warning("Skipping %s: not valid JSON (%s)", path, e)
-            invalid.append(f"{path} ({e})")
+            invalid.append(f"{path} (not valid JSON: {e})")
             continue
-        row = _row_from_results(path, r)
-        rows.append(row)
-        if r.get("baseline") and row["status"] == "finished":
-            rows.append(_baseline_row(path, r, row))
+        try:
+            if not isinstance(r, dict) or "status" not in r:
+                raise ValueError("not a bertcompress results.json: no status key")
+            found = [_row_from_results(path, r)]
+            if r.get("baseline") and found[0]["status"] == "finished":
+                found.append(_baseline_row(path, r, found[0]))
+        except (AttributeError, TypeError, KeyError, ValueError) as e:  # another schema
+            log.warning("Skipping %s: not of this results schema (%s: %s)", path, type(e).__name__, e)
+            invalid.append(f"{path} (not of this results schema: {type(e).__name__}: {e})")
+            continue
+        rows += found
     if not rows and invalid:
         raise FileNotFoundError(
             f"{root}: no readable results.json under it; not valid JSON: {'; '.join(invalid)}. Re-run those jobs "
@@ -181,4 +189,6 @@ def load_runs(root: str | Path) -> pd.DataFrame:
         )
     if not rows:
         raise FileNotFoundError(f"{root}: no results.json under it; run `python train.py -m ...` first")
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    runs.attrs["skipped_files"] = invalid  # named in the report
+    return runs

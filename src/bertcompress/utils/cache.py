@@ -7,6 +7,12 @@ result, built by the stage that owns the kind: everything that changes the outco
 nothing that does not. Every use is recorded (:func:`cache_uses`) and lands in results.json
 (``caches``): kind, name, key, path and ``cache_hit``.
 
+Runs that share a cache: an entry is built under a lock on it (``filelock``), so a second run that needs
+an entry being built waits and then reads it, and only the lock holder uses the entry's partial
+checkpoints. ``cache.json`` records each file's size and sha256; an entry whose files no longer match is
+named and rebuilt. Temp files go in the cache's own ``tmp/`` (:func:`run_tempdir`); those of processes
+that are gone are removed when a run starts (:func:`clean_stale`).
+
 Kinds: ``teachers`` (fine-tuned teachers), ``teacher_tests`` (their test metrics), ``logits`` (teacher
 logits by example id), ``oof_logits`` (out-of-fold logits of a TF-IDF member), ``baselines`` (the
 floor), ``students`` (distilled students).
@@ -14,21 +20,32 @@ floor), ``students`` (distilled students).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from filelock import FileLock, Timeout
+
 from bertcompress.utils.distributed import barrier, broadcast, distributed, is_rank_zero
-from bertcompress.utils.io import atomic_dir, atomic_write_json, stable_hash
+from bertcompress.utils.io import atomic_dir, atomic_write_json, file_sha256, stable_hash
 
 log = logging.getLogger(__name__)
 
 MARKER = "cache.json"
+TMP = "tmp"
 T = TypeVar("T")
+
+
+class CacheEntryError(RuntimeError):
+    """A cache entry that cannot be read back: the message names the entry and how to rebuild it."""
 
 
 @dataclass(frozen=True)
@@ -83,17 +100,21 @@ def load_or_build(
         ``(the loaded result, the recorded use)``.
     """
     path = cache_path(root, kind, name, key)
-    hit = reuse and store and (path / MARKER).is_file()
+    hit = reuse and store and is_rank_zero() and intact(path)
     if distributed():
         hit = broadcast(hit)  # rank 0 decides: a rank must not skip a fit the others run
     if hit:
-        value = load(path)
+        value = _load(path, load)
     elif store and is_rank_zero():
-        with atomic_dir(path) as tmp:
-            meta = build(tmp) or {}
-            atomic_write_json(tmp / MARKER, {"kind": kind, "name": name, "key": key, "meta": meta})
+        with entry_lock(path):  # another run building this entry holds it: wait, then take its entry
+            hit = reuse and not distributed() and intact(path)
+            if not hit:
+                _remove_temps(path)  # left by a run that died building it (the lock was free)
+                with atomic_dir(path) as tmp:
+                    meta = build(tmp) or {}
+                    atomic_write_json(tmp / MARKER, _marker(tmp, kind, name, key, meta))
         barrier()  # (a group the build's fit started counts too)
-        value = load(path)
+        value = _load(path, load)
     else:
         value = _build_elsewhere(kind, path, build, load, store, collective)
     use = CacheUse(kind, name, _jsonable(key), str(path), hit)
@@ -103,6 +124,115 @@ def load_or_build(
     )
     log.info("Cache %s: %s (%s)", done, path, kind)
     return value, use
+
+
+def entry_lock(path: Path) -> FileLock:
+    """The lock of the entry at ``path``: ``<kind>/.<entry>.lock`` (an OS lock, released if its process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.parent / f".{path.name}.lock"))
+
+
+def _marker(tmp: Path, kind: str, name: str, key: dict, meta: dict) -> dict:
+    files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != MARKER)
+    sums = {p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
+    return {"kind": kind, "name": name, "key": key, "meta": meta, "files": sums}
+
+
+def intact(path: Path) -> bool:
+    """Whether the entry at ``path`` is complete and unchanged: its marker is there and every file it
+    records has the recorded size and sha256 (an entry written before checksums were recorded counts as
+    intact). A damaged entry is named in the log, and rebuilt by the caller."""
+    marker = path / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        files = json.loads(marker.read_text()).get("files")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("Cache entry %s: its %s is not valid JSON; rebuilding it", path, MARKER)
+        return False
+    for rel, want in (files or {}).items():
+        f = path / rel
+        got = f.stat().st_size if f.is_file() else None
+        if got != want["size"] or file_sha256(f) != want["sha256"]:
+            what = (
+                "missing"
+                if got is None
+                else f"{got} bytes, recorded {want['size']}"
+                if got != want["size"]
+                else "its sha256 differs"
+            )
+            log.warning("Cache entry %s is damaged (%s: %s); rebuilding it", path, rel, what)
+            return False
+    return True
+
+
+def _load(path: Path, load: Callable[[Path], T]) -> T:
+    try:
+        return load(path)
+    except Exception as e:
+        raise CacheEntryError(
+            f"cache entry {path} could not be read ({type(e).__name__}: {e}); delete that dir, or rerun with "
+            "use_teacher_cache=false (teachers) / use_student_cache=false (students) to rebuild it"
+        ) from e
+
+
+def _remove_temps(path: Path) -> None:
+    """Remove the temp and replaced dirs of the entry at ``path`` (callers hold its lock)."""
+    for tmp in path.parent.glob(f".{path.name}.*"):
+        if tmp.is_dir() and (tmp.name.endswith(".tmp") or ".old." in tmp.name):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def clean_stale(root: str | Path) -> list[str]:
+    """Remove what processes that are gone left in the cache: the temp dirs of entries nobody is building
+    (their lock is free) and the run temp dirs of :func:`run_tempdir` whose lock is free.
+
+    Returns:
+        the paths removed.
+    """
+    root, removed = Path(root), []
+    for tmp in sorted(root.glob("*/.*.tmp")) + sorted(root.glob("*/.*.old.*")):
+        name = tmp.name[1:]  # atomic_dir's .<entry>.<random>.tmp, or .<entry>.old.<pid>
+        entry = tmp.parent / (name.rsplit(".old.", 1)[0] if ".old." in name else name[: -len(".tmp")].rsplit(".", 1)[0])
+        with contextlib.suppress(Timeout), entry_lock(entry).acquire(timeout=0):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            removed.append(str(tmp))
+    for run_dir in sorted(p for p in (root / TMP).glob("*") if p.is_dir()):
+        with contextlib.suppress(Timeout), FileLock(f"{run_dir}.lock").acquire(timeout=0):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            removed.append(str(run_dir))
+    if removed:
+        log.info("Removed %d temp dir(s) left in the cache by processes that are gone: %s", len(removed), removed)
+    return removed
+
+
+@contextlib.contextmanager
+def run_tempdir(root: str | Path) -> Iterator[Path]:
+    """This process's temp dir ``<root>/tmp/<host>-<pid>-*``, held under a lock while it runs: every
+    ``tempfile`` call (ONNX exports, calibration, W&B) and every subprocess (``TMPDIR``) writes there.
+    Stale dirs are cleaned first (:func:`clean_stale`); this one is removed on exit."""
+    base = Path(root) / TMP
+    base.mkdir(parents=True, exist_ok=True)
+    clean_stale(root)
+    run_dir = Path(tempfile.mkdtemp(dir=base, prefix=f"{socket.gethostname()}-{os.getpid()}-"))
+    lock = FileLock(f"{run_dir}.lock")
+    before = tempfile.tempdir, os.environ.get("TMPDIR")
+    with lock:
+        tempfile.tempdir, os.environ["TMPDIR"] = str(run_dir), str(run_dir)
+        try:
+            yield run_dir
+        finally:
+            tempfile.tempdir = before[0]
+            if before[1] is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = before[1]
+            shutil.rmtree(run_dir, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(f"{run_dir}.lock")
 
 
 def _build_elsewhere(kind: str, path: Path, build, load, store: bool, collective: bool):
