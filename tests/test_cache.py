@@ -149,3 +149,36 @@ def test_run_tempdir_holds_the_runs_temp_files_and_is_removed(tmp_path):
         assert clean_stale(tmp_path) == []  # a live run's dir is kept
     assert not run_dir.exists() and list((tmp_path / "tmp").iterdir()) == []
     assert Path(tempfile.gettempdir()) != run_dir
+
+
+def test_what_a_process_killed_with_sigkill_left_is_removed_at_the_next_start(tmp_path):
+    """A build killed mid-way (kill -9) leaves its entry's temp dir and its run temp dir (where every
+    ``tempfile`` call of the run writes); the next run's start removes both and rebuilds the entry."""
+    script = textwrap.dedent(
+        f"""
+        import tempfile, time
+        from bertcompress.utils.cache import load_or_build, run_tempdir
+
+        def build(tmp):
+            (tmp / "model.safetensors").write_text("half")
+            tempfile.NamedTemporaryFile(delete=False).write(b"export")
+            print("building", flush=True)
+            time.sleep(60)
+
+        with run_tempdir({str(tmp_path)!r}):
+            load_or_build({str(tmp_path)!r}, "teachers", "tiny", {KEY!r}, build, lambda p: None)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "building"
+    proc.kill()
+    proc.wait(timeout=30)
+    left = sorted(p.name for p in (tmp_path / "teachers").iterdir() if p.is_dir()) + [
+        p.name for p in (tmp_path / "tmp").iterdir() if p.is_dir()
+    ]
+    assert len(left) == 2 and any(n.endswith(".tmp") for n in left)
+    with run_tempdir(tmp_path) as mine:
+        assert [p for p in (tmp_path / "tmp").iterdir() if p.is_dir()] == [mine]
+        assert not [p for p in (tmp_path / "teachers").iterdir() if p.is_dir()]
+        value, use = _text_entry(tmp_path, "whole")
+    assert value == "whole" and not use.cache_hit

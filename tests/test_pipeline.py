@@ -119,3 +119,30 @@ def test_without_the_benchmark_the_headline_is_still_the_reloaded_artifacts(tmp_
     expected = classification_metrics(dm.label_ids("test"), predictor.predict_labels(dm.texts("test")), dm.labels)
     assert results["final_test"]["macro_f1"] == pytest.approx(expected["macro_f1"])
     assert results["macro_f1"] == pytest.approx(expected["macro_f1"])
+
+
+def test_out_of_domain_sets_score_artifact_teacher_and_floor_as_bench_label_map_does(tmp_path, tiny_run_overrides):
+    """``data.eval_sets.banemo_dev`` (on for UBMEC): the reloaded artifact, the fp32 teacher and the floor on
+    its first rows through the label map; the artifact's figures equal ``bench --label-map`` on those rows."""
+    from bertcompress_runtime.labelmap import evaluate, read_label_map
+
+    from bertcompress.runtime import load_artifact
+    from bertcompress.stages.eval_sets import _read, eval_set_specs
+
+    cfg = compose([*tiny_run_overrides, "benchmark.enabled=false"], tmp_path)
+    results = run(cfg)
+    block = results["eval_sets"]["banemo_dev"]
+    spec = eval_set_specs(cfg)["banemo_dev"]
+    assert spec["limit"] == 48 and block["n"] + block["dropped"] == 48  # as many rows as the test split's limit
+    assert sorted(block["classes"]) == ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    assert set(block["per_class"]["joy"]) == {"precision", "recall", "f1", "support"}
+    assert block["retention"] == pytest.approx(block["macro_f1"] / block["teacher"]["macro_f1"])
+    assert block["baseline"]["n"] == block["teacher"]["n"] == block["n"]
+    texts, labels = _read(spec)
+    lmap = read_label_map(spec["label_map"], list(results["teacher"]["test"]["per_class"]))
+    again = evaluate(load_artifact(results["artifact"]).predict_proba(texts), labels, lmap, spec["path"])
+    assert again["macro_f1"] == pytest.approx(block["macro_f1"]) and again["per_class"] == block["per_class"]
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["eval_sets"]["banemo_dev"]["macro_f1"] == block["macro_f1"]
+    cfg_off = compose([*tiny_run_overrides, "benchmark.enabled=false", "data.eval_sets.banemo_dev=null"], tmp_path)
+    assert run(cfg_off).get("eval_sets", {}) == {}

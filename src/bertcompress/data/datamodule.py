@@ -50,6 +50,8 @@ class ClassificationDataModule(L.LightningDataModule):
         seed: seed of the validation carve and of the subsets.
         limit_train / limit_val / limit_test: optional sizes of seeded stratified subsets (smoke runs).
         num_workers: DataLoader workers.
+        eval_sets: ``{name: {path, text_column, label_column, label_map, limit}}``: out-of-domain labelled
+            corpora that the evaluation stage scores through their label maps; never trained on.
     """
 
     # the task family: ``classification`` (one label per text) or ``ner`` (one tag per word)
@@ -68,9 +70,12 @@ class ClassificationDataModule(L.LightningDataModule):
         limit_val: int | None = None,
         limit_test: int | None = None,
         num_workers: int = 0,
+        eval_sets: dict | None = None,
     ):
         super().__init__()
         self.name = name
+        # extra labelled corpora scored beside the test split, never trained on (stages/eval_sets.py)
+        self.eval_sets = dict(eval_sets or {})
         self.labels = list(labels) if labels is not None else None
         self.max_length = max_length
         self.batch_size = batch_size

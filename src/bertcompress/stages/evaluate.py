@@ -15,6 +15,7 @@ from bertcompress.benchmark.bench import benchmark, inference_table
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.metrics import classification_metrics, task_metrics
 from bertcompress.runtime import hf_predictor, load_artifact
+from bertcompress.stages.eval_sets import score_eval_sets
 from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.cache import cache_meta, load_or_build
 from bertcompress.utils.manifest import FORMAT_VERSION
@@ -136,6 +137,8 @@ def evaluate_artifact(
         out["baseline"] = baseline
         # the final model has a reason to exist only if it beats the free floor
         out["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
+    if dm.task == "classification" and dm.eval_sets:  # out of domain: artifact, fp32 teacher and floor
+        out["eval_sets"] = score_eval_sets(cfg, dm, predictor, teacher, (baseline or {}).get("artifact"))
     if dm.ids("val"):  # the compressed artifact on the validation split: what a sweeper may tune on
         out["final_val"] = task_metrics(
             dm.task, dm.label_ids("val"), predictor.predict_labels(dm.texts("val")), dm.labels

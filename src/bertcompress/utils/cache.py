@@ -10,7 +10,7 @@ nothing that does not. Every use is recorded (:func:`cache_uses`) and lands in r
 Runs that share a cache: an entry is built under a lock on it (``filelock``), so a second run that needs
 an entry being built waits and then reads it, and only the lock holder uses the entry's partial
 checkpoints. ``cache.json`` records each file's size and sha256; an entry whose files no longer match is
-named and rebuilt. Temp files go in the cache's own ``tmp/`` (:func:`run_tempdir`); those of processes
+named and rebuilt. Locks live in ``locks/``; temp files go in the cache's own ``tmp/`` (:func:`run_tempdir`); those of processes
 that are gone are removed when a run starts (:func:`clean_stale`).
 
 Kinds: ``teachers`` (fine-tuned teachers), ``teacher_tests`` (their test metrics), ``logits`` (teacher
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MARKER = "cache.json"
 TMP = "tmp"
+LOCKS = "locks"
 T = TypeVar("T")
 
 
@@ -127,9 +128,11 @@ def load_or_build(
 
 
 def entry_lock(path: Path) -> FileLock:
-    """The lock of the entry at ``path``: ``<kind>/.<entry>.lock`` (an OS lock, released if its process dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path.parent / f".{path.name}.lock"))
+    """The lock of the entry at ``path`` (``<root>/<kind>/<entry>``): ``<root>/locks/<kind>/<entry>.lock``,
+    an OS lock that is released when its process dies."""
+    lock_dir = path.parent.parent / LOCKS / path.parent.name
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock_dir / f"{path.name}.lock"))
 
 
 def _marker(tmp: Path, kind: str, name: str, key: dict, meta: dict) -> dict:
