@@ -126,5 +126,6 @@ def loss_from_config(node) -> SoftTargetLoss:
 
     kwargs = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
     target = kwargs.pop("_target_", None)
+    kwargs.pop("terms", None)  # the intermediate-layer terms (bertcompress.distill.features)
     cls = get_class(target) if target else SoftTargetLoss
     return cls(**kwargs)

@@ -98,16 +98,22 @@ def _transformer_student(cfg, kind, teacher_dir, label_names, train_texts, cache
         layers = list(cfg.layers) if cfg.get("layers") else truncation_layers(n, int(cfg.num_layers))
         truncate_layers(model, layers)
         info.update(teacher_layers=n, layers=layers)
+    kept = None
     if cfg.get("reduce_vocab", False):
         model, tokenizer, red = reduce_vocabulary(model, tokenizer, train_texts)
         info["vocab_reduction"] = red.as_dict()
+        kept = red.kept_ids
     if cfg.get("freeze_word_embeddings", False):
         # `+student.freeze_word_embeddings=true`: the input word-embedding matrix keeps the teacher's
         # values (me5_small: 96M of 107M params), which halves a CPU KD step; not in the yaml, so
         # the cached students keep their keys
         model.get_input_embeddings().weight.requires_grad_(False)
         info["frozen_word_embeddings"] = int(model.get_input_embeddings().weight.numel())
-    return HFStudent(model), tokenizer
+    student = HFStudent(model)
+    # the teacher's id of each student token id (truncated students read the teacher's tokens): what feature
+    # distillation feeds the teacher; None when the ids are the teacher's own or the tokenizer is another
+    student.teacher_token_ids = kept if kind == "truncated" else None
+    return student, tokenizer
 
 
 def _static_student(cfg, teacher_dir, label_names, train_texts, task, info: dict):

@@ -163,9 +163,17 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
         _soft_target_callbacks(cfg, view, teacher, loss, ensemble, transfer_logits) if s.kd else ([], None)
     )
     optimizer = hydra.utils.instantiate(s.optimizer)
-    module = DistillStudent(
-        bundle.module, view.labels, loss, kd=bool(s.kd), optimizer=optimizer, warmup_ratio=s.get("warmup_ratio", 0.1)
-    )
+    if OmegaConf.select(cfg, "student.loss.terms"):  # intermediate layers: the teacher runs in the loop
+        module = feature_student(cfg, bundle, teacher, view.labels, loss, optimizer)
+    else:
+        module = DistillStudent(
+            bundle.module,
+            view.labels,
+            loss,
+            kd=bool(s.kd),
+            optimizer=optimizer,
+            warmup_ratio=s.get("warmup_ratio", 0.1),
+        )
     train_time, epochs, best_val = fit_best(
         module, view, cfg, loggers, int(s.epochs), callbacks, "student", (student_seed(cfg), "student/fit"), resume_dir
     )
@@ -186,6 +194,31 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
         "monitor": monitor(cfg),  # what best_val_macro_f1 holds: val/macro_f1, or val/f1 for task=ner
     }
     return block
+
+
+def feature_student(cfg, bundle, teacher: TeacherResult, labels, loss, optimizer):
+    """A :class:`FeatureDistillStudent` for ``student.loss.terms`` (hidden states, attention, relations).
+
+    Raises:
+        ValueError: a student that does not read the teacher's tokens (a hub student, a static one), or a
+            term whose layer map or widths do not fit (naming ``student.loss.terms.<name>``).
+    """
+    from bertcompress.distill.feature_module import FeatureDistillStudent
+    from bertcompress.distill.features import feature_terms
+
+    s = cfg.student
+    if s.kind != "truncated":
+        raise ValueError(
+            f"student.loss.terms with student={s.name} (kind {s.kind}): intermediate-layer terms compare token by "
+            "token, so the student must read the teacher's tokens: a truncated teacher (student=teacher_truncated)"
+        )
+    student_model, teacher_model = bundle.module.model, teacher.module.model
+    terms = feature_terms(s.loss.terms, student_model.config, teacher_model.config)
+    kept = getattr(bundle.module, "teacher_token_ids", None)
+    ids = torch.tensor(kept, dtype=torch.long) if kept is not None else None
+    return FeatureDistillStudent(
+        bundle.module, labels, loss, terms, teacher_model, ids, bool(s.kd), optimizer, s.get("warmup_ratio", 0.1)
+    )
 
 
 def _soft_target_callbacks(
