@@ -70,3 +70,26 @@ def test_pools_join_the_transfer_set_labelled_by_the_teacher(tmp_path, tiny_run_
     assert picked["total"] == sum(picked["selection"]["predicted_classes_kept"].values()) <= 60
     assert set(picked["selection"]["predicted_classes_kept"].values()) == {per_class}
     assert chosen["teacher"]["cache_hit"] is True  # another student seed and transfer set: the same teacher
+
+
+@requires_ubmec
+@requires_pools
+def test_a_static_students_vocabulary_keeps_the_transfer_sets_tokens(tmp_path, tiny_run_overrides):
+    """The vocabulary is cut after the transfer set exists: pool texts add the pieces only they use, and
+    ``student.embedding.keep`` keeps the N pieces most frequent in a reference corpus, or the whole table."""
+    base = [*tiny_run_overrides, "student=cnn", "student.epochs=1", "baseline=none", "benchmark.enabled=false"]
+    base.append("data.eval_sets.banemo_dev=null")
+    plain = run(compose(base, tmp_path))["student"]["info"]["embedding"]
+    pools = run(compose([*base, "augment=unlabeled_bn", "augment.unlabeled.max_texts=200"], tmp_path))
+    emb = pools["student"]["info"]["embedding"]
+    assert emb["corpus_texts"] > plain["corpus_texts"] and emb["kept_vocab"] > plain["kept_vocab"]
+    reference = tmp_path / "reference.txt"
+    reference.write_text(
+        "\n".join(read_unlabeled(POOLS / "bnlp_news_sentences" / "sentences.tsv")[:500]), encoding="utf-8"
+    )
+    top = run(compose([*base, f"+student.embedding.keep={{top_n:50,reference:{reference}}}"], tmp_path))
+    assert plain["kept_vocab"] < top["student"]["info"]["embedding"]["kept_vocab"] <= plain["kept_vocab"] + 50
+    whole = run(compose([*base, "+student.embedding.keep=all"], tmp_path))["student"]["info"]["embedding"]
+    assert whole["kept_vocab"] == whole["teacher_vocab"] == 800
+    with pytest.raises(ValueError, match=r"student\.embedding\.keep='most'"):
+        run(compose([*base, "+student.embedding.keep=most"], tmp_path))

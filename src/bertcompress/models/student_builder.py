@@ -116,6 +116,33 @@ def _transformer_student(cfg, kind, teacher_dir, label_names, train_texts, cache
     return student, tokenizer
 
 
+def _extra_ids(emb_cfg, tokenizer, vocab_size: int) -> list[int]:
+    """Teacher token ids kept beyond the corpus' (``student.embedding.keep``): ``all`` keeps the whole table;
+    ``{top_n: N, reference: FILE}`` the N pieces most frequent in a reference corpus (one text per line, or
+    a CSV/TSV/XLSX with a ``text`` column; e.g. the unlabeled pools); null (default) none.
+
+    Raises:
+        ValueError: another value (naming the key).
+    """
+    from collections import Counter
+
+    keep = emb_cfg.get("keep")
+    if keep is None:
+        return []
+    if keep == "all":
+        return list(range(vocab_size))
+    if not OmegaConf.is_dict(keep) or not keep.get("top_n") or not keep.get("reference"):
+        raise ValueError(f"student.embedding.keep={keep!r}: expected null, 'all' or {{top_n: N, reference: FILE}}")
+    from bertcompress.data.augment import read_unlabeled
+
+    texts = read_unlabeled(keep.reference, key="student.embedding.keep.reference")
+    counts: Counter = Counter()
+    for i in range(0, len(texts), 1024):
+        for ids in tokenizer(texts[i : i + 1024], truncation=False)["input_ids"]:
+            counts.update(ids)
+    return [i for i, _ in counts.most_common(int(keep.top_n))]
+
+
 def _static_student(cfg, teacher_dir, label_names, train_texts, task, info: dict):
     """A static-embedding student on the teacher's input embeddings cut to the corpus' tokens (or fastText
     vectors); returns ``(module, tokenizer, whether the vectors are fastText's)`` and fills ``info``."""
@@ -125,10 +152,13 @@ def _static_student(cfg, teacher_dir, label_names, train_texts, task, info: dict
     if emb_cfg.source == "teacher":
         tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
         table = AutoModel.from_pretrained(teacher_dir).get_input_embeddings().weight.detach()
-        keep = corpus_keep_ids(tokenizer, train_texts, table.shape[0])
+        keep = corpus_keep_ids(tokenizer, train_texts, table.shape[0], _extra_ids(emb_cfg, tokenizer, table.shape[0]))
         weight = table[torch.tensor(keep)]
         tokenizer = reduce_tokenizer(tokenizer, keep)
-        info["embedding"] = {"source": "teacher", "teacher_vocab": int(table.shape[0]), "kept_vocab": len(keep)}
+        info["embedding"] = {
+            "source": "teacher", "teacher_vocab": int(table.shape[0]), "kept_vocab": len(keep),
+            "corpus_texts": len(train_texts), "keep": OmegaConf.to_container(emb_cfg, resolve=True).get("keep"),
+        }  # fmt: skip
     elif emb_cfg.source == "fasttext":
         tokenizer, weight, info["embedding"] = _fasttext_embedding(emb_cfg.vectors, train_texts)
     else:

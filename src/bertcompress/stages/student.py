@@ -84,6 +84,8 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         # static students zero the padded positions before a convolution (batch-independent outputs);
         # those cached before, whose outputs leaked padding, are not reused
         **({"padding": "zeroed"} if cfg.student.get("kind") == "static" else {}),
+        # a cut vocabulary keeps the transfer set's tokens as well as the training corpus'
+        **({"vocabulary": "train+transfer"} if (cfg.get("augment") or {}).get("enabled") else {}),
         "trainer": teacher_key["trainer"],
         "early_stopping": teacher_key["early_stopping"],
     }
@@ -115,9 +117,11 @@ def run_student(
     seed = student_seed(cfg)
     seed_stage(seed, "student/init")
     max_length = s.get("max_length") or dm.max_length
+    # the transfer set exists before the student, so that a cut vocabulary keeps its tokens too
+    transfer = build_transfer(cfg, dm, teacher) if s.kd else None
     bundle = build_student(
-        s, teacher.cache_dir, dm.labels, dm.texts("train"), max_length, cfg.paths.cache_dir,
-        cfg.teacher.get("text_normalizer"), task=dm.task,
+        s, teacher.cache_dir, dm.labels, dm.texts("train") + (transfer.texts if transfer else []), max_length,
+        cfg.paths.cache_dir, cfg.teacher.get("text_normalizer"), task=dm.task,
     )  # fmt: skip
     key = student_cache_key(cfg, dm, teacher)
     view = dm.view(bundle.encoder, shuffle_seed=seed)
@@ -126,7 +130,7 @@ def run_student(
 
     def build(tmp: Path) -> dict:  # the same student config from the same teacher on the same data is reused
         resume_dir = partial_dir(cfg, "students", cache_path(cfg.paths.cache_dir, "students", s.name, key))
-        built.update(_distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir))
+        built.update(_distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir, transfer))
         torch.save(bundle.module.state_dict(), tmp / STUDENT_WEIGHTS)  # cached without the class offsets
         if is_rank_zero():
             shutil.rmtree(resume_dir, ignore_errors=True)
@@ -144,11 +148,10 @@ def run_student(
     return StudentResult(bundle, block)
 
 
-def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Path) -> dict:
-    """Fit the student on ``view`` (its encoder; plus the transfer set), resumable from ``resume_dir``;
-    returns its results block."""
+def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Path, transfer) -> dict:
+    """Fit the student on ``view`` (its encoder; plus the ``transfer`` set or None), resumable from
+    ``resume_dir``; returns its results block."""
     s = cfg.student
-    transfer = build_transfer(cfg, view, teacher) if s.kd else None
     transfer_logits: dict = {}
     if transfer is not None:
         full = view.view(transfer=(transfer.ids(), transfer.texts))
