@@ -227,3 +227,23 @@ def test_a_results_json_of_another_schema_is_skipped_and_named(other, tmp_path, 
     assert f"Skipping {root / 'foreign' / 'results.json'}: not of this results schema" in caplog.text
     page = make_report(root)["dir"] / "index.html"
     assert "results.json files skipped" in page.read_text() and "foreign" in page.read_text()
+
+
+def test_summary_has_out_of_domain_columns_with_std_and_retention(tmp_path):
+    import json
+
+    from tests.report_fixtures import result
+
+    for seed, (f1, t1, floor) in {1: (40.0, 50.0, 30.0), 2: (44.0, 50.0, 30.0)}.items():
+        r = result("me5", "cnn", "none", seed, 55.0, 50.0, 1.0, 5.0, baseline_f1=45.0)
+        block = {"macro_f1": f1, "teacher": {"macro_f1": t1}, "baseline": {"macro_f1": floor}, "retention": f1 / t1}
+        r["eval_sets"] = {"banemo_dev": block}
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "results.json").write_text(json.dumps(r))
+    summary = pd.read_csv(make_report(tmp_path)["dir"] / "summary.csv").set_index("model")
+    cnn = summary.loc[[m for m in summary.index if "cnn" in m][0]]
+    assert cnn["banemo_dev_macro_f1"] == pytest.approx(42.0) and cnn["banemo_dev_retention"] == pytest.approx(0.84)
+    assert cnn["banemo_dev_macro_f1_std"] == pytest.approx(2**0.5 * 2)
+    assert summary.loc["tfidf_lr", "banemo_dev_macro_f1"] == pytest.approx(30.0)
+    assert summary.loc["tfidf_lr", "banemo_dev_retention"] == pytest.approx(0.6)
+    assert "banemo_dev macro-F1 (retention %)" in (make_report(tmp_path)["dir"] / "summary.md").read_text()

@@ -106,7 +106,23 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "label_names": list((test.get("per_class") or {}).keys()),
         "confusion_matrix": test.get("confusion_matrix"),
         "table": table_of(student, compression),
+        **eval_set_columns(r.get("eval_sets")),
     }
+
+
+def eval_set_columns(sets: dict | None, who: str | None = None) -> dict:
+    """Per out-of-domain set (results.json ``eval_sets``): ``<set>_macro_f1``, ``<set>_retention`` (against
+    the teacher on that set) and ``<set>_teacher_macro_f1``, of the artifact, or with ``who="baseline"``
+    of the floor; ``eval_set_names`` lists the sets."""
+    out: dict = {"eval_set_names": ",".join(sets or {})}
+    for name, block in (sets or {}).items():
+        scores = block.get(who) if who else block
+        teacher = (block.get("teacher") or {}).get("macro_f1")
+        f1 = (scores or {}).get("macro_f1")
+        out[f"{name}_macro_f1"] = f1
+        out[f"{name}_teacher_macro_f1"] = teacher
+        out[f"{name}_retention"] = f1 / teacher if f1 is not None and teacher else None
+    return out
 
 
 def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
@@ -146,6 +162,7 @@ def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
         "label_names": list((test.get("per_class") or {}).keys()),
         "confusion_matrix": test.get("confusion_matrix"),
         "table": "baselines",
+        **eval_set_columns(r.get("eval_sets"), "baseline"),
     }
 
 

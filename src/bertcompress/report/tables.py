@@ -65,12 +65,22 @@ def pareto_front(f1: pd.Series, latency: pd.Series) -> pd.Series:
     return on
 
 
+def eval_set_metrics(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The out-of-domain columns of ``runs`` (``<set>_macro_f1``, ``<set>_retention``, ``<set>_teacher_macro_f1``
+    for each set any run scored), in set order."""
+    names = dict.fromkeys(
+        n for v in runs.get("eval_set_names", pd.Series(dtype=str)).dropna() for n in v.split(",") if n
+    )
+    return tuple(f"{n}_{m}" for n in names for m in ("macro_f1", "retention", "teacher_macro_f1"))
+
+
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds per configuration, in table order, with floor and Pareto flags.
 
     Returns:
         One row per configuration: ``table``, ``model``, ``teacher``, ``student``, ``compression``, ``kd``,
-        ``n_seeds``, ``seeds``, each metric's mean (and ``<metric>_std`` for the main ones),
+        ``n_seeds``, ``seeds``, each metric's mean (and ``<metric>_std`` for the main ones), per out-of-domain
+        set ``<set>_macro_f1`` (and ``_std``), ``<set>_retention`` and ``<set>_teacher_macro_f1``,
         ``teacher_cache_hits``/``logit_cache_hits`` (counts over the runs), ``below_floor``, ``pareto``.
     """
     done = runs[runs["status"] == "finished"].copy()
@@ -96,10 +106,10 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             "run_dir": first["run_dir"],
             "busy_runs": int(g["busy"].fillna(False).astype(bool).sum()) if "busy" in g else 0,
         }
-        for m in METRICS:
-            vals = pd.to_numeric(g[m], errors="coerce")
+        for m in METRICS + eval_set_metrics(done):
+            vals = pd.to_numeric(g[m], errors="coerce") if m in g else pd.Series(dtype=float)
             row[m] = float(vals.mean()) if vals.notna().any() else None
-            if m in STD_METRICS:
+            if m in STD_METRICS or m.endswith("_macro_f1") and not m.endswith("teacher_macro_f1"):
                 row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.notna().sum() > 1 else 0.0
         out.append(row)
     agg = pd.DataFrame(out)
@@ -127,6 +137,7 @@ def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
     # NER rows (task=ner): accuracy is token accuracy, macro-F1 the entity macro-F1 over types, and the
     # entity F1 (micro, the CoNLL figure) gets its own column, which retention is measured on
     ner = "entity_f1" in part and part["entity_f1"].notna().any()
+    sets = [c[: -len("_retention")] for c in part.columns if c.endswith("_retention") and part[c].notna().any()]
     for _, r in part.iterrows():
         flag = " ⚠ below floor" if r["below_floor"] else ""
         if r.get("busy_runs", 0):  # timings taken while the machine was busy: suspect
@@ -144,6 +155,11 @@ def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
                 "compression ×": _pm(r["compression_ratio"], r.get("compression_ratio_std"), ".2f"),
                 "latency p50 ms": _pm(r["latency_p50_ms"], r.get("latency_p50_ms_std"), ".2f"),
                 "F1 retention %": "–" if pd.isna(r["retention"]) else f"{100 * r['retention']:.1f}",
+                **{
+                    f"{n} macro-F1 (retention %)": _pm(r[f"{n}_macro_f1"], r.get(f"{n}_macro_f1_std"), ".2f")
+                    + ("" if pd.isna(r[f"{n}_retention"]) else f" ({100 * r[f'{n}_retention']:.1f})")
+                    for n in sets
+                },
                 "seeds (n)": f"{r['seeds']} ({r['n_seeds']})"
                 + (f", {r['runs']} runs" if r["runs"] > r["n_seeds"] else ""),
             }
