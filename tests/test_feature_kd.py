@@ -134,3 +134,28 @@ def test_a_truncated_student_distils_hidden_states_attention_and_relations(tmp_p
     assert plain["student"]["cache_dir"] != results["student"]["cache_dir"]
     with pytest.raises(ValueError, match=r"student\.loss\.terms with student=cnn"):
         run(compose([*tiny_run_overrides, "student=cnn", "baseline=none", terms[0]], tmp_path))
+
+
+@requires_ubmec
+def test_general_distillation_initialises_the_student_once_and_is_cached(tmp_path, tiny_run_overrides, ubmec_texts):
+    """Unlabeled texts (a file and the training split), no labels: the truncated student learns the teacher's
+    hidden states and attention, the result is cached as its initialisation, and task distillation starts from it."""
+    from safetensors.torch import load_file
+
+    from bertcompress.pipeline import run
+
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(ubmec_texts[-120:]), encoding="utf-8")
+    general = f"+student.general_distillation={{files:[{pool}],max_texts:150,epochs:1,lr:1e-3,batch_size:16}}"
+    base = [*tiny_run_overrides, "student=teacher_truncated", "student.num_layers=1", "student.epochs=1"]
+    base += ["baseline=none", "benchmark.enabled=false", "data.eval_sets.banemo_dev=null"]
+    first = run(compose([*base, general], tmp_path))
+    block = first["student"]["info"]["general_distillation"]
+    assert block["cache_hit"] is False and block["n_texts"] == 150 and block["key"]["n_texts"] == 150
+    init = load_file(f"{block['cache_dir']}/student.safetensors")
+    teacher = load_file(f"{first['teacher']['model_dir']}/model.safetensors")
+    name = next(k for k in init if k.endswith("encoder.layer.0.attention.self.query.weight"))
+    assert not torch.equal(init[name], teacher[name])  # it learned: the layer moved from the teacher's copy
+    again = run(compose([*base, general, "student.seed=5"], tmp_path))  # another task seed: the same init
+    assert again["student"]["info"]["general_distillation"]["cache_hit"] is True
+    assert again["student"]["cache_dir"] != first["student"]["cache_dir"]

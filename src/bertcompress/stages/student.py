@@ -124,6 +124,10 @@ def run_student(
         cfg.paths.cache_dir, cfg.teacher.get("text_normalizer"), task=dm.task,
     )  # fmt: skip
     key = student_cache_key(cfg, dm, teacher)
+    if OmegaConf.select(cfg, "student.general_distillation"):  # task distillation starts from it (cached)
+        from bertcompress.stages.general_kd import general_distillation
+
+        bundle.info["general_distillation"] = general_distillation(cfg, bundle, teacher, dm, [])
     view = dm.view(bundle.encoder, shuffle_seed=seed)
     reuse = cfg.get("use_student_cache", True)
     built: dict = {}
