@@ -182,3 +182,49 @@ def test_what_a_process_killed_with_sigkill_left_is_removed_at_the_next_start(tm
         assert not [p for p in (tmp_path / "teachers").iterdir() if p.is_dir()]
         value, use = _text_entry(tmp_path, "whole")
     assert value == "whole" and not use.cache_hit
+
+
+@pytest.mark.slow
+def test_two_train_runs_that_need_one_uncached_teacher_both_finish(tmp_path, tiny_bert_dir, ubmec_texts):
+    """Two ``train.py`` runs started at once on one cache, both needing the same teacher: one fine-tunes
+    it, the other waits for the entry and reads it; both finish (before, the second died on the first's
+    removed partial checkpoint)."""
+    import os
+
+    data = tmp_path / "train.csv"
+    labels = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]
+    data.write_text(
+        "text,label\n"
+        + "".join(f'"{t.replace(chr(34), "")}",{labels[i % 6]}\n' for i, t in enumerate(ubmec_texts[:150])),
+        encoding="utf-8",
+    )
+    common = [
+        "data=csv", f"data.train_file={data}", "seed=7", f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert",
+        "teacher.epochs=2", "teacher.module.freeze_word_embeddings=false", "data.max_length=32", "logger=csv",
+        "callbacks.rich_progress_bar=null", "benchmark.enabled=false", "hardware.threads=1",
+    ]  # fmt: skip
+    env = {**os.environ, "BERTCOMPRESS_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *common,
+                f"hydra.run.dir={tmp_path / name}",
+                f"paths.log_dir={tmp_path}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for name in ("a", "b")
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-3000:] for o in outs]
+    logs = "".join((tmp_path / name / "train.log").read_text() for name in ("a", "b"))
+    teacher = next((tmp_path / "cache" / "teachers").glob("tiny_bert-*"))
+    assert logs.count(f"Cache written: {teacher} ") == 1 and logs.count(f"Cache hit: {teacher} ") == 1
+    results = [json.loads((tmp_path / name / "results.json").read_text()) for name in ("a", "b")]
+    assert results[0]["teacher"]["test"] == results[1]["teacher"]["test"]

@@ -50,6 +50,7 @@ def test_selection_by_confidence_class_balance_and_cap_by_hand():
         select_unlabeled(probs, sources, ["pool"], min_confidence=1.5)
 
 
+@pytest.mark.slow  # labels all 20k news sentences with the teacher (35 s on a quiet 2-core machine)
 @requires_ubmec
 @requires_pools
 def test_pools_join_the_transfer_set_labelled_by_the_teacher(tmp_path, tiny_run_overrides):
