@@ -14,6 +14,7 @@ import numpy as np
 
 from bertcompress_runtime.labelmap import evaluate, format_table, identity_map, read_label_map
 from bertcompress_runtime.manifest import read_manifest
+from bertcompress_runtime.text import read_text_lines
 
 
 def _needs_torch(path: str) -> bool:
@@ -41,22 +42,7 @@ def read_texts(args) -> list[str]:
         return list(args.text)
     if not args.file or args.file == "-":
         return [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    try:
-        raw = Path(args.file).read_bytes()
-    except OSError as e:
-        raise ValueError(
-            f"--file {args.file}: cannot be read ({e.strerror}); give a text file, one text per line"
-        ) from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"--file {args.file}: byte {e.start} is not UTF-8 text ({raw[e.start : e.start + 4]!r}); give a UTF-8 "
-            "text file, one text per line"
-        ) from e
-    if "\x00" in text:
-        raise ValueError(f"--file {args.file}: holds NUL bytes (a binary file?); give a text file, one text per line")
-    return [line for line in text.splitlines() if line.strip()]
+    return read_text_lines(args.file, f"--file {args.file}")
 
 
 def predict_parser(description: str) -> argparse.ArgumentParser:

@@ -4,7 +4,9 @@ file names, format version, and the checked reading of ``manifest.json``.
 Every file an artifact uses is a regular file inside its own dir (:func:`artifact_file`): the manifest's
 paths and the fixed file names are refused when absolute, when they climb out with ``..``, when a symlink
 leads out of the dir, when they are devices or FIFOs, and (JSON and vocabulary files) when they are
-larger than a stated limit. Format version 2: ``torch`` artifacts are ``model.safetensors`` + ``module.json`` (no pickle), the TF-IDF
+larger than a stated limit.
+
+Format version 2: ``torch`` artifacts are ``model.safetensors`` + ``module.json`` (no pickle), the TF-IDF
 floor is JSON + ``.npz``. Version 1 (no ``format_version`` key) pickled both; those are refused, with how
 to re-export them. ``hf`` and ``onnx`` artifacts of version 1 hold no pickle and still load.
 """
@@ -62,10 +64,7 @@ def artifact_file(
     if not str(name) or parts.is_absolute() or ".." in parts.parts or Path(str(name)).is_absolute():
         raise ArtifactError(f"{where}: an artifact only reads files inside its own dir (no absolute path, no '..')")
     file = directory / str(name)
-    root = directory.resolve()
-    target = file.resolve()
-    if target != root and root not in target.parents:
-        raise ArtifactError(f"{where}: a symlink that leads out of the artifact dir (to {target}); copy the file in")
+    target = _contained(directory, str(name), where)
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -94,15 +93,20 @@ def check_tree(directory: Path) -> None:
             limit = MAX_JSON_BYTES.get(rel, DEFAULT_MAX_JSON_BYTES) if name.endswith((".json", ".txt")) else None
             if name in filenames:
                 artifact_file(directory, rel, rel, limit)
-            elif os.path.islink(Path(dirpath) / name):
-                _inside(directory, rel)
+            elif os.path.islink(Path(dirpath) / name):  # a symlinked dir (os.walk does not follow it)
+                _contained(directory, rel, f"{directory}: {rel!r}")
 
 
-def _inside(directory: Path, rel: str) -> None:
-    """A symlinked dir must stay inside ``directory`` (os.walk does not follow it)."""
+def _contained(directory: Path, rel: str, where: str) -> Path:
+    """``directory/rel`` resolved through its symlinks.
+
+    Raises:
+        ArtifactError: it leads out of ``directory`` (naming ``where`` and the target).
+    """
     root, target = directory.resolve(), (directory / rel).resolve()
-    if root not in target.parents:
-        raise ArtifactError(f"{directory}: {rel!r} is a symlink that leads out of the artifact dir (to {target})")
+    if target != root and root not in target.parents:
+        raise ArtifactError(f"{where}: a symlink that leads out of the artifact dir (to {target}); copy the file in")
+    return target
 
 
 def _check_version(file: Path, manifest: dict) -> None:

@@ -118,24 +118,19 @@ def read_unlabeled(path: str | Path, text_column: str = "text", key: str = "augm
 
 
 def _text_lines(path: Path, key: str) -> list[str]:
-    """The non-blank lines of a UTF-8 text file.
+    """The non-blank lines of a UTF-8 text file (:func:`bertcompress_runtime.text.read_text_lines`).
 
     Raises:
         DataError: bytes that are not UTF-8, or NUL bytes (a binary file), naming ``key``, the byte and line.
     """
+    from bertcompress_runtime.text import read_text_lines
+
     from bertcompress.data.readers import DataError
 
-    raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise DataError(
-            f"{key}={path}: byte {e.start} (line {line}) is not UTF-8 text; give a UTF-8 file with one text per line"
-        ) from e
-    if "\x00" in text:
-        raise DataError(f"{key}={path}: holds NUL bytes (a binary file?); give a UTF-8 file with one text per line")
-    return [line for line in text.splitlines() if line.strip()]
+        return read_text_lines(path, f"{key}={path}")
+    except ValueError as e:
+        raise DataError(str(e)) from e
 
 
 def select_unlabeled(

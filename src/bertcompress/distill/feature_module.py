@@ -13,18 +13,7 @@ from torch import nn
 from bertcompress.distill.features import FeatureTerm
 from bertcompress.distill.losses import SoftTargetLoss
 from bertcompress.distill.module import DistillStudent
-
-
-def encoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The transformer blocks of an HF BERT-family model (``base_model.encoder.layer``).
-
-    Raises:
-        ValueError: a model without them (naming its class).
-    """
-    encoder = getattr(model.base_model, "encoder", None)
-    if encoder is None or not hasattr(encoder, "layer"):
-        raise ValueError(f"{type(model).__name__}: feature distillation needs a BERT-family encoder (encoder.layer)")
-    return encoder.layer
+from bertcompress.models.students.hf import layer_list
 
 
 @contextlib.contextmanager
@@ -33,7 +22,8 @@ def capture_qkv(model: nn.Module, layers: Sequence[int]) -> Iterator[dict]:
     on their self-attention projections while the block runs."""
     found: dict[int, dict] = {}
     handles = []
-    blocks = encoder_blocks(model)
+    holder, attr = layer_list(model)
+    blocks = getattr(holder, attr)
     for layer in set(layers):
         attn = blocks[layer - 1].attention.self
         found[layer] = {}
@@ -61,6 +51,19 @@ def model_features(model: nn.Module, input_ids, attention_mask, terms: Sequence[
             input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=attentions
         )
     return out.logits, {"hidden_states": out.hidden_states, "attentions": out.attentions, "qkv": qkv}
+
+
+def feature_losses(
+    student: nn.Module, teacher: nn.Module, teacher_ids: torch.Tensor | None, terms: nn.ModuleDict, ids, mask
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(student logits, {name: term value})`` of one batch (B, T): the student's forward pass with its
+    features, and the teacher's without gradients, on its own ids (``teacher_ids[ids]``, or ``ids``)."""
+    listed = list(terms.values())
+    logits, s = model_features(student, ids, mask, listed, 0)
+    with torch.no_grad():
+        t_ids = teacher_ids.to(ids.device)[ids] if teacher_ids is not None else ids
+        _, t = model_features(teacher, t_ids, mask, listed, 1)
+    return logits, {name: term(s, t, mask) for name, term in terms.items()}
 
 
 def use_eager_attention(model: nn.Module, terms: Sequence[FeatureTerm]) -> None:
@@ -108,17 +111,12 @@ class FeatureDistillStudent(DistillStudent):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        terms = list(self.terms.values())
-        logits, s = model_features(self.student.model, ids, mask, terms, 0)
-        with torch.no_grad():
-            t_ids = self.teacher_ids[ids] if self.teacher_ids is not None else ids
-            _, t = model_features(self._teacher[0], t_ids, mask, terms, 1)
+        logits, values = feature_losses(self.student.model, self._teacher[0], self.teacher_ids, self.terms, ids, mask)
         teacher_logits = batch.get("teacher_logits") if self.kd else None
         total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"), batch.get("teacher_mask"))
         n = len(logits)
-        for name, term in self.terms.items():
-            value = term(s, t, mask)
-            total = total + term.weight * value
+        for name, value in values.items():
+            total = total + self.terms[name].weight * value
             self.log(f"train/loss_{name}", value, batch_size=n)
         self.log("train/loss", total, prog_bar=True, batch_size=n)
         self.log("train/loss_kd", kd, batch_size=n)

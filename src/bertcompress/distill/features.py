@@ -27,8 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def layer_pairs(layer_map, student_layers: int, teacher_layers: int, key: str, first: int = 1) -> list[tuple[int, int]]:
-    """(student layer, teacher layer) pairs, 1-based layer outputs (``first=0`` admits the embeddings).
+def layer_pairs(layer_map, student_layers: int, teacher_layers: int, key: str) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs of 1-based layer outputs.
 
     Raises:
         ValueError: an unknown map name, or a layer out of range, naming ``key``.
@@ -41,11 +41,11 @@ def layer_pairs(layer_map, student_layers: int, teacher_layers: int, key: str, f
         pairs = [(int(p[0]), int(p[1])) for p in layer_map]
     else:
         raise ValueError(f"{key}={layer_map!r}: expected 'uniform', 'last' or a list of [student, teacher] layers")
-    bad = [(m, n) for m, n in pairs if not (first <= m <= student_layers and first <= n <= teacher_layers)]
+    bad = [(m, n) for m, n in pairs if not (1 <= m <= student_layers and 1 <= n <= teacher_layers)]
     if bad or not pairs:
         raise ValueError(
-            f"{key}={layer_map!r}: pairs {bad or pairs} out of range; the student has layers {first}..{student_layers}, "
-            f"the teacher {first}..{teacher_layers}"
+            f"{key}={layer_map!r}: pairs {bad or pairs} out of range; the student has layers 1..{student_layers}, "
+            f"the teacher 1..{teacher_layers}"
         )
     return pairs
 

@@ -6,6 +6,7 @@ labelled corpus of ``data.eval_sets`` through its label map, with the code of ``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from bertcompress_runtime.labelmap import evaluate, read_label_map
 from omegaconf import DictConfig, OmegaConf
 
 from bertcompress.data.datamodule import ClassificationDataModule
-from bertcompress.runtime import hf_predictor, load_artifact
+from bertcompress.runtime import load_artifact
 from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.cache import load_or_build
 from bertcompress.utils.io import file_sha256
@@ -54,9 +55,11 @@ def _read(spec: dict) -> tuple[list[str], list[str]]:
     return (texts[:n], labels[:n]) if n else (texts, labels)
 
 
-def _teacher_probs(cfg: DictConfig, dm, teacher: TeacherResult, name: str, spec: dict, texts: list[str]) -> np.ndarray:
-    """The fp32 teacher's (N, C) probabilities on a set: computed once per teacher and corpus (``eval_probs``
-    cache), since the teacher is the slowest model of a run."""
+def _teacher_probs(
+    cfg: DictConfig, dm, teacher: TeacherResult, reference: Callable, name: str, spec: dict, texts: list[str]
+) -> np.ndarray:
+    """The fp32 teacher's (N, C) probabilities on a set (``reference()`` gives its predictor): computed once
+    per teacher and corpus (``eval_probs`` cache), since the teacher is the slowest model of a run."""
     key = {
         "teacher": teacher.cache_dir.name,
         "file": file_sha256(spec["path"]),
@@ -66,8 +69,7 @@ def _teacher_probs(cfg: DictConfig, dm, teacher: TeacherResult, name: str, spec:
     }
 
     def build(tmp: Path) -> dict:
-        reference = hf_predictor(teacher.cache_dir, list(dm.labels), dm.max_length, cfg.teacher.get("text_normalizer"))
-        np.save(tmp / PROBS, reference.predict_proba(texts, dm.eval_batch_size).astype(np.float32))
+        np.save(tmp / PROBS, reference().predict_proba(texts, dm.eval_batch_size).astype(np.float32))
         return {"n": len(texts)}
 
     probs, _ = load_or_build(
@@ -82,11 +84,13 @@ def score_eval_sets(
     dm: ClassificationDataModule,
     predictor,
     teacher: TeacherResult,
+    reference: Callable,
     baseline_artifact: str | None,
 ) -> dict:
     """Per set of ``data.eval_sets``: the artifact's scores (n, rows dropped by the map, accuracy, macro-F1
     over the mapped classes, the per-class table), the fp32 teacher's and the floor's (``teacher``,
-    ``baseline``), and ``retention`` = artifact macro-F1 / teacher macro-F1.
+    ``baseline``), and ``retention`` = artifact macro-F1 / teacher macro-F1. ``reference()`` gives the fp32
+    teacher's predictor, called only when its probabilities on a set are not cached yet.
 
     Raises:
         FileNotFoundError, ValueError: a missing file, a bad label map or a data label it does not map.
@@ -100,7 +104,7 @@ def score_eval_sets(
         texts, labels = _read(spec)
         lmap = read_label_map(spec["label_map"], dm.labels)
         model = evaluate(predictor.predict_proba(texts, dm.eval_batch_size), labels, lmap, str(spec["path"]))
-        ref = evaluate(_teacher_probs(cfg, dm, teacher, name, spec, texts), labels, lmap, str(spec["path"]))
+        ref = evaluate(_teacher_probs(cfg, dm, teacher, reference, name, spec, texts), labels, lmap, str(spec["path"]))
         block = {
             **model,
             "path": str(spec["path"]),

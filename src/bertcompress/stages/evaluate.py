@@ -138,7 +138,11 @@ def evaluate_artifact(
         # the final model has a reason to exist only if it beats the free floor
         out["beats_baseline"] = final_test["macro_f1"] > baseline["test"]["macro_f1"]
     if dm.task == "classification" and dm.eval_sets:  # out of domain: artifact, fp32 teacher and floor
-        out["eval_sets"] = score_eval_sets(cfg, dm, predictor, teacher, (baseline or {}).get("artifact"))
+
+        def fp32_teacher():  # the benchmark's reference when it was loaded, else the cached teacher
+            return reference or teacher_reference(cfg, dm, teacher)
+
+        out["eval_sets"] = score_eval_sets(cfg, dm, predictor, teacher, fp32_teacher, (baseline or {}).get("artifact"))
     if dm.ids("val"):  # the compressed artifact on the validation split: what a sweeper may tune on
         out["final_val"] = task_metrics(
             dm.task, dm.label_ids("val"), predictor.predict_labels(dm.texts("val")), dm.labels

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from bertcompress.data.augment import read_unlabeled
 from bertcompress.data.encoding import EncodedDataset, PadCollator
-from bertcompress.distill.feature_module import model_features, use_eager_attention
+from bertcompress.distill.feature_module import feature_losses, use_eager_attention
 from bertcompress.distill.features import feature_terms
 from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.cache import load_or_build
@@ -43,17 +43,15 @@ class GeneralDistill(L.LightningModule):
         use_eager_attention(student, list(terms.values()))
         use_eager_attention(teacher, list(terms.values()))
 
+    def on_fit_start(self) -> None:
+        self._teacher[0].to(self.device)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        terms = list(self.terms.values())
-        _, s = model_features(self.student, ids, mask, terms, 0)
-        with torch.no_grad():
-            t_ids = self.teacher_ids.to(ids.device)[ids] if self.teacher_ids is not None else ids
-            _, t = model_features(self._teacher[0].to(ids.device), t_ids, mask, terms, 1)
+        _, values = feature_losses(self.student, self._teacher[0], self.teacher_ids, self.terms, ids, mask)
         total = ids.new_zeros((), dtype=torch.float32)
-        for name, term in self.terms.items():
-            value = term(s, t, mask)
-            total = total + term.weight * value
+        for name, value in values.items():
+            total = total + self.terms[name].weight * value
             self.log(f"general_kd/loss_{name}", value, batch_size=len(ids))
         self.log("general_kd/loss", total, prog_bar=True, batch_size=len(ids))
         return total

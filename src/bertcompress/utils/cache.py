@@ -10,8 +10,8 @@ nothing that does not. Every use is recorded (:func:`cache_uses`) and lands in r
 Runs that share a cache: an entry is built under a lock on it (``filelock``), so a second run that needs
 an entry being built waits and then reads it, and only the lock holder uses the entry's partial
 checkpoints. ``cache.json`` records each file's size and sha256; an entry whose files no longer match is
-named and rebuilt. Locks live in ``locks/``; temp files go in the cache's own ``tmp/`` (:func:`run_tempdir`); those of processes
-that are gone are removed when a run starts (:func:`clean_stale`).
+named and rebuilt. Locks live in ``locks/``; temp files go in the cache's own ``tmp/``
+(:func:`run_tempdir`); those of processes that are gone are removed when a run starts (:func:`clean_stale`).
 
 Kinds: ``teachers`` (fine-tuned teachers), ``teacher_tests`` (their test metrics), ``logits`` (teacher
 logits by example id), ``oof_logits`` (out-of-fold logits of a TF-IDF member), ``baselines`` (the

@@ -32,7 +32,7 @@ def truncation_layers(num_layers: int, keep: int) -> list[int]:
     return [round(i * num_layers / keep) for i in range(keep)]
 
 
-def _layer_list(model: nn.Module) -> tuple[nn.Module, str]:
+def layer_list(model: nn.Module) -> tuple[nn.Module, str]:
     """The module holding the transformer blocks and the attribute name (BERT/ELECTRA/XLM-R or DistilBERT)."""
     base = model.base_model
     if hasattr(base, "encoder") and hasattr(base.encoder, "layer"):
@@ -44,7 +44,7 @@ def _layer_list(model: nn.Module) -> tuple[nn.Module, str]:
 
 def truncate_layers(model: nn.Module, layers: Sequence[int]) -> nn.Module:
     """Keep only ``layers`` (indices into the encoder blocks) of an HF model, in place; returns it."""
-    holder, attr = _layer_list(model)
+    holder, attr = layer_list(model)
     blocks = getattr(holder, attr)
     bad = [i for i in layers if not 0 <= i < len(blocks)]
     if bad:
