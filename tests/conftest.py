@@ -175,7 +175,7 @@ def _tiny_run(model_dir: Path, name: str, data: dict) -> list[str]:
         "teacher.module.freeze_word_embeddings=false",
         *(f"data.{k}={v}" for k, v in {**data, "batch_size": 16}.items()),
         "logger=csv",
-        "callbacks.rich_progress_bar=null",
+        "callbacks.progress_bar=null",
         "benchmark.n_runs=3",
         "benchmark.warmup=1",
         "benchmark.throughput_batches=1",

@@ -201,7 +201,7 @@ def test_two_train_runs_that_need_one_uncached_teacher_both_finish(tmp_path, tin
     common = [
         "data=csv", f"data.train_file={data}", "seed=7", f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert",
         "teacher.epochs=2", "teacher.module.freeze_word_embeddings=false", "data.max_length=32", "logger=csv",
-        "callbacks.rich_progress_bar=null", "benchmark.enabled=false", "hardware.threads=1",
+        "callbacks.progress_bar=null", "benchmark.enabled=false", "hardware.threads=1",
     ]  # fmt: skip
     env = {**os.environ, "BERTCOMPRESS_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline"}
     procs = [

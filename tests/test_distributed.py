@@ -175,7 +175,7 @@ def test_ddp_job_on_two_cpu_processes_matches_one_process(tmp_path, ubmec_texts)
         "data.limit_train=64", "data.limit_val=32", "data.limit_test=48", "data.max_length=32",
         "student=cnn", "student.epochs=2", "student.model.dropout=0", "student.embedding.dropout=0",
         "compression=prune", "compression.pruning.schedule=gradual",
-        "logger=csv", "callbacks.rich_progress_bar=null", "benchmark.enabled=false",
+        "logger=csv", "callbacks.progress_bar=null", "benchmark.enabled=false",
     ]  # fmt: skip
     ddp = _train(tmp_path, "ddp", [*common, "hardware=ddp", "trainer.accelerator=cpu", "data.batch_size=8"])
     assert ddp.returncode == 0, ddp.stderr[-4000:]

@@ -48,11 +48,26 @@ def test_electra_teacher_runs(tmp_path, tiny_run_overrides, tiny_electra_dir):
     assert results["teacher"]["params"]["total"] > 0 and results["teacher"]["test"]["n"] > 0
 
 
+def _assert_logged_as_written(run_dir, results: dict) -> None:
+    """The CSV log (what W&B gets too) holds macro-F1 and accuracy in results.json's unit, percent."""
+    import pandas as pd
+
+    assert results["metric_unit"] == "percent"
+    frames = [pd.read_csv(p) for p in sorted(run_dir.glob("csv/*/metrics.csv"))]
+    logged = pd.concat(frames, ignore_index=True)
+    val = logged["val/macro_f1"].dropna()
+    assert results["teacher"]["best_val_macro_f1"] == pytest.approx(val.max(), abs=1e-3)
+    test = results["teacher"]["test"]
+    assert test["accuracy"] > 1.0  # at least one of the 48 right: a fraction would be below 1
+    assert logged["test/acc"].dropna().iloc[-1] == pytest.approx(test["accuracy"], abs=1e-3)
+
+
 def test_second_run_reuses_the_cached_teacher(tmp_path, tiny_run_overrides, monkeypatch):
     cfg = compose(tiny_run_overrides, tmp_path)
     first = run(cfg)
     assert first["teacher"]["cache_hit"] is False and first["teacher"]["train_time_s"] > 0
     cache_dir = first["teacher"]["model_dir"]
+    _assert_logged_as_written(tmp_path / "run", first)
     assert (tmp_path / "cache" / "teachers").is_dir() and cache_dir.startswith(str(tmp_path / "cache" / "teachers"))
 
     def no_fit(*args, **kwargs):

@@ -22,7 +22,7 @@ def _cmd(tiny_bert_dir, cache, run_dir):
         sys.executable, str(ROOT / "train.py"), f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert",
         "teacher.epochs=12", "teacher.module.freeze_word_embeddings=false", "callbacks.early_stopping.patience=100",
         "data.limit_train=2048", "data.limit_val=64", "data.limit_test=64", "data.max_length=32", "data.batch_size=16",
-        "logger=csv", "callbacks.rich_progress_bar=null", "baseline=none", "benchmark.enabled=false",
+        "logger=csv", "callbacks.progress_bar=null", "baseline=none", "benchmark.enabled=false",
         f"paths.data_dir={DATA_DIR}", f"paths.cache_dir={cache}", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
 

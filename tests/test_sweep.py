@@ -50,7 +50,7 @@ def sweep(tmp_path_factory, tiny_bert_dir):
         "teacher=me5_small",  # the grid axis, fixed (the default grid would sweep hub teachers)
         f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert", "teacher.module.freeze_word_embeddings=false",
         "data.limit_train=64", "data.limit_val=32", "data.limit_test=48", "data.max_length=32", "data.batch_size=16",
-        "logger=csv", "callbacks.rich_progress_bar=null", "debug=fdr",
+        "logger=csv", "callbacks.progress_bar=null", "debug=fdr",
         "benchmark.n_runs=3", "benchmark.warmup=1", "benchmark.throughput_batches=1", "benchmark.throughput_batch_size=8",
         "student=none,cnn", "compression=none,prune_structured",
     ]  # fmt: skip
@@ -255,7 +255,7 @@ def test_a_sweep_through_submitit_local_writes_both_results_and_the_report_reads
         "teacher=me5_small", f"teacher.hub_id={tiny_bert_dir}", "teacher.name=tiny_bert",
         "teacher.module.freeze_word_embeddings=false", "data.limit_train=64", "data.limit_val=32",
         "data.limit_test=48", "data.max_length=32", "data.batch_size=16", "logger=csv",
-        "callbacks.rich_progress_bar=null", "debug=fdr", "benchmark.enabled=false", "student=cnn",
+        "callbacks.progress_bar=null", "debug=fdr", "benchmark.enabled=false", "student=cnn",
         "compression=none", "student.seed=1,2", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
     ]  # fmt: skip
     proc = _train_m(tmp_path, overrides, "submitit")

@@ -14,6 +14,23 @@ def run_name(teacher: str, student: str = "none", compression: str = "none") -> 
     return name if compression in (None, "none") else f"{name}+{compression}"
 
 
+def wandb_name(run_name: str, seed, student_seed=None) -> str:
+    """The W&B run name: ``run_name``, plus ``student.seed=S`` when the student's seed differs from the run's
+    (runs that differ only in ``student.seed`` then have different names)."""
+    if student_seed is None or str(student_seed) == str(seed):
+        return str(run_name)
+    return f"{run_name} student.seed={student_seed}"
+
+
+def run_tags(teacher: str, student: str, compression: str, data: str, seed, student_seed=None, extra=()) -> list:
+    """Every run's W&B tags: ``teacher:…``, ``student:…``, ``compression:…``, ``data:…``, ``seed:…`` and
+    ``student_seed:…`` (with a student), then the ``tags`` an experiment or the command line adds."""
+    tags = [f"teacher:{teacher}", f"student:{student}", f"compression:{compression}", f"data:{data}", f"seed:{seed}"]
+    if student not in (None, "none") and student_seed is not None:
+        tags.append(f"student_seed:{student_seed}")
+    return tags + [str(t) for t in (extra or ()) if str(t) not in tags]
+
+
 def is_multirun() -> bool:
     """True inside a job of a Hydra multirun (``-m``); False in a single run or with no Hydra context."""
     try:
@@ -134,6 +151,8 @@ def job_dirname(overrides) -> str:
 
 for _name, _fn in (
     ("run_name", run_name),
+    ("wandb_name", wandb_name),
+    ("run_tags", run_tags),
     ("wandb_group", wandb_group),
     ("threads_per_job", threads_per_job),
     ("job_dirname", job_dirname),

@@ -157,7 +157,9 @@ def _bench_mapped(args) -> int:
 
 def export(argv: list[str] | None = None) -> int:
     """Export an artifact to one the torch-free runtime (bertcompress-runtime) runs: ONNX, optionally int8."""
-    parser = argparse.ArgumentParser(prog="bertcompress-export", description=export.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bertcompress-export", description=export.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("artifact", help="any artifact dir")
     parser.add_argument("out", help="the ONNX artifact dir to write (replaced whole)")
     parser.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 (MatMul, Gemm, Gather)")
@@ -177,10 +179,17 @@ def export(argv: list[str] | None = None) -> int:
 def report(argv: list[str] | None = None) -> int:
     """Aggregate every results.json under a sweep or runs dir into tables (CSV, Markdown), PNG figures and
     one self-contained HTML page, written to <dir>/report (or --out)."""
-    parser = argparse.ArgumentParser(prog="bertcompress-report", description=report.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bertcompress-report", description=report.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("root", nargs="?", help="a sweep dir (logs/<task>/multiruns/<time>) or any dir of runs")
     parser.add_argument("--out", default=None, help="output dir (default: <root>/report); with --results, the file")
     parser.add_argument("--results", metavar="DIR", help="write RESULTS.md from the committed summaries in DIR")
+    parser.add_argument(
+        "--wandb-runs",
+        action="store_true",
+        help="print the offline W&B run dirs of the finished jobs under root, for `wandb sync $(...)`",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.results:
@@ -194,6 +203,15 @@ def report(argv: list[str] | None = None) -> int:
         return 0
     if not args.root:
         parser.error("give a sweep or runs dir (or --results DIR)")
+    if args.wandb_runs:
+        from bertcompress.report.tracking import finished_offline_runs
+
+        try:
+            print("\n".join(str(p) for p in finished_offline_runs(args.root)))
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     from bertcompress.report.build import make_report
 
     try:

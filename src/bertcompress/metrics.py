@@ -99,3 +99,23 @@ def headline_metric(task: str) -> str:
     """The figure a task is judged by in results and retention: ``macro_f1`` (classification) or the
     micro entity ``f1`` (ner, the CoNLL-2003 figure)."""
     return "f1" if task == "ner" else "macro_f1"
+
+
+# every accuracy, F1, precision and recall in results.json, cache metas, CSV logs, W&B and the report is a
+# percentage (0-100); retention and sparsity stay fractions. results.json and cache metas say so here:
+METRIC_UNIT = "percent"
+# the figures that files written before METRIC_UNIT existed hold as fractions in [0, 1]
+FRACTION_KEYS = ("best_val_macro_f1",)
+
+
+def percent_block(block: dict | None) -> dict | None:
+    """``block`` (a teacher/student results block or cache meta) with :data:`FRACTION_KEYS` in percent: a
+    block without ``metric_unit: percent`` was written when they were fractions, and is converted (x100)."""
+    if not block or block.get("metric_unit") == METRIC_UNIT:
+        return block
+    out = dict(block)
+    for k in FRACTION_KEYS:
+        if isinstance(out.get(k), int | float):
+            out[k] = 100.0 * float(out[k])
+    out["metric_unit"] = METRIC_UNIT
+    return out

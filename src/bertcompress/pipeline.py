@@ -23,7 +23,7 @@ from bertcompress.benchmark.machine import machine_info
 from bertcompress.compression.apply import validate_compression
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.teacher_ensemble import TeacherEnsemble
-from bertcompress.metrics import headline_metric
+from bertcompress.metrics import METRIC_UNIT, headline_metric, percent_block
 from bertcompress.models.params import count_parameters
 from bertcompress.report.tracking import log_results
 from bertcompress.stages.compress import compress_final, student_final, teacher_final
@@ -35,8 +35,9 @@ from bertcompress.stages.student import run_student, soft_target_loss
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_test_metrics
 from bertcompress.utils.cache import cache_uses, reset_cache_uses, run_tempdir
 from bertcompress.utils.distributed import check_launch, global_rank, is_rank_zero, leave_distributed
-from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers
+from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers, wandb_run_id
 from bertcompress.utils.io import atomic_write_json
+from bertcompress.utils.logs import tidy_run_logging
 
 __all__ = ["metric_value", "run", "run_job"]
 
@@ -58,6 +59,7 @@ def run(cfg: DictConfig) -> dict:
         ValueError: a bad config (loss, compression, task), before any training.
     """
     start = time.perf_counter()
+    tidy_run_logging()
     reset_cache_uses()
     torch.set_num_threads(int(cfg.hardware.threads))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -73,6 +75,7 @@ def run(cfg: DictConfig) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
         lg.log_hyperparams(resolved)
+    exit_code = 1  # an exception or a signal (SystemExit, KeyboardInterrupt) leaves the W&B run failed
     try:
         teacher = get_teacher(cfg, dm, loggers)
         teacher_block = _teacher_block(
@@ -81,7 +84,7 @@ def run(cfg: DictConfig) -> dict:
         ensemble = build_teacher_ensemble(cfg, dm, teacher) if cfg.teacher.get("members") else None
         if ensemble is not None:
             teacher_block.update(_ensemble_block(ensemble, teacher_block["test"]))
-        results = {"status": "finished", "run_name": cfg.run_name, "task": dm.task}
+        results = {"status": "finished", "run_name": cfg.run_name, "task": dm.task, "metric_unit": METRIC_UNIT}
         results.update(headline_metric=headline_metric(dm.task), final_model="teacher", teacher=teacher_block)
         final, final_block = teacher_final(cfg, dm, teacher), teacher_block
         if has_student:
@@ -97,6 +100,7 @@ def run(cfg: DictConfig) -> dict:
         results.update(_summary(dm, evaluation.final_test, teacher_block["test"]))
         results.update(params=final_block["params"]["total"], data=dm.summary(), machine=machine_info())
         results.update(caches=cache_uses(), wall_time_s=time.perf_counter() - start, config=resolved)
+        results.update(wandb_run_id=wandb_run_id(loggers))
         atomic_write_json(out_dir / "results.json", results)
         log.info(
             "%s: test accuracy %.2f%%, macro-F1 %.2f -> %s",
@@ -105,9 +109,10 @@ def run(cfg: DictConfig) -> dict:
         log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
         for lg in loggers:
             log_results(lg, results, out_dir / "artifact", log_model)
+        exit_code = 0
         return results
     finally:
-        finish_loggers(loggers)
+        finish_loggers(loggers, exit_code)
 
 
 def run_job(cfg: DictConfig) -> dict:
@@ -117,6 +122,7 @@ def run_job(cfg: DictConfig) -> dict:
     previous = finished_result(cfg)
     if previous is not None:
         return previous
+    exit_on_sigterm()
     try:
         with run_tempdir(cfg.paths.cache_dir):  # temp files in the cache's tmp/, stale ones removed first
             return run(cfg)
@@ -128,6 +134,20 @@ def run_job(cfg: DictConfig) -> dict:
             raise
         log.exception("Job %s failed (recorded in %s); the sweep goes on", cfg.get("run_name"), cfg.paths.output_dir)
         return failed
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, a scheduler's time limit) into ``SystemExit(143)`` in the main thread, so that
+    the job unwinds: its W&B run is closed as failed and its temp files are removed. Lightning calls this
+    handler after its own during a fit."""
+    import signal
+    import threading
+
+    def _exit(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
 
 
 def _datamodule(cfg: DictConfig) -> ClassificationDataModule:
@@ -154,7 +174,7 @@ def _teacher_block(cfg: DictConfig, teacher: TeacherResult, test: dict) -> dict:
         "model_dir": str(teacher.cache_dir),
         "cache_hit": teacher.cache_hit,
         "train_time_s": teacher.train_time_s,
-        "best_val_macro_f1": teacher.meta.get("best_val_macro_f1"),
+        "best_val_macro_f1": percent_block(teacher.meta).get("best_val_macro_f1"),
         "monitor": monitor(cfg),
         "params": count_parameters(teacher.module.model),
         "test": test,

@@ -47,12 +47,19 @@ def read_texts(args) -> list[str]:
 
 def predict_parser(description: str) -> argparse.ArgumentParser:
     """The options of ``bertcompress-predict``, shared with the training install's ``predict``."""
-    parser = argparse.ArgumentParser(prog="bertcompress-predict", description=description)
+    parser = argparse.ArgumentParser(
+        prog="bertcompress-predict",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog='example: bertcompress-predict logs/train/runs/<time>/artifact "আমি খুব খুশি"',
+    )
     parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
-    parser.add_argument("text", nargs="*", help="texts to classify (default: read --file or stdin)")
-    parser.add_argument("--file", "-f", help="a file with one text per line ('-' for stdin)")
+    parser.add_argument("text", nargs="*", default=[], help="texts to classify (none: read --file or stdin)")
+    parser.add_argument("--file", "-f", default=None, help="a file with one text per line ('-' for stdin)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per text")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op CPU threads (none: the runtime's default, all cores)"
+    )
     return parser
 
 
@@ -140,20 +147,33 @@ def _latency(predictor, texts, runs: int, warmup: int) -> dict:
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
     """The options of ``bertcompress-bench``, shared with the training install's ``bench``."""
-    parser = argparse.ArgumentParser(prog="bertcompress-bench", description=description)
-    parser.add_argument("artifact")
-    parser.add_argument("--reference", help="a reference artifact dir (e.g. the fp32 teacher; training install)")
+    parser = argparse.ArgumentParser(
+        prog="bertcompress-bench",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: bertcompress-bench <run>/artifact --data test.csv --label-map label_map.yaml --threads 1",
+    )
+    parser.add_argument("artifact", help="the artifact dir to benchmark (with manifest.json)")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="a reference artifact dir (e.g. the fp32 teacher; training install): adds speedup and compression ratio",
+    )
     parser.add_argument(
         "--data", required=True, help="CSV/TSV with text and label columns (the training install: XLSX, CoNLL too)"
     )
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--label-map", help="YAML/JSON {data label: artifact label | [labels] | null}")
-    parser.add_argument("--limit", type=int, default=None, help="use the first N rows")
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", help="write the result JSON here (atomically)")
+    parser.add_argument("--text-column", default="text", help="the column of --data that holds the texts")
+    parser.add_argument("--label-column", default="label", help="the column of --data that holds the gold labels")
+    parser.add_argument(
+        "--label-map", default=None, help="YAML/JSON {data label: artifact label | [labels] | null}"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="use the first N rows (none: all)")
+    parser.add_argument("--runs", type=int, default=50, help="timed batch-1 passes for latency p50/p95 (ms)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed passes before timing")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op CPU threads (none: the runtime's default, all cores)"
+    )
+    parser.add_argument("--out", default=None, help="write the result JSON here (atomically)")
     return parser
 
 

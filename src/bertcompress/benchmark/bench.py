@@ -187,6 +187,7 @@ def benchmark(
     cuda: bool = False,
     block_size: int = 10,
     evaluate_reference: bool = True,
+    extra: dict[str, Predictor] | None = None,
 ) -> dict:
     """Measure ``predictor`` (and ``reference`` interleaved with it) on the test texts.
 
@@ -198,16 +199,20 @@ def benchmark(
         throughput_batches: timed batches of ``throughput_batch_size`` sequences.
         threads: torch intra-op threads for the measurement (None: leave as set).
         evaluate_reference: also test the reference's accuracy (off when it is known already).
+        extra: more models timed in the same interleaved loop (``{"baseline": floor}``), so that the fp32
+            reference is timed once per job and every ratio comes from one process.
 
     Returns:
         A dict: ``latency_ms`` {p50, p95, mean}, ``throughput_seq_s``, ``size_mb``, ``size_zip_mb``,
         ``params``, ``test`` metrics, Buuri-style ``inference`` totals, and, with a reference,
-        ``reference`` (the same fields) plus ``speedup`` and ``compression_ratio``.
+        ``reference`` (the same fields) plus ``speedup`` and ``compression_ratio``; per ``extra`` model,
+        ``extra[name]``: its fields, test metrics and ratios against the reference.
     """
     if threads:
         torch.set_num_threads(int(threads))
     load_before = load_average_1min()  # not machine_info(): no /proc and metadata reads before timing
-    models = [predictor] + ([reference] if reference is not None else [])
+    extra = dict(extra or {})
+    models = [predictor] + ([reference] if reference is not None else []) + list(extra.values())
     n_single = min(n_runs + warmup, len(texts))
     singles = [m.batches(texts[:n_single], batch_size=1) for m in models]
     n_big = min(throughput_batches * throughput_batch_size, len(texts))
@@ -222,12 +227,17 @@ def benchmark(
         return out
 
     result = block(0, predictor)
-    if reference is not None:
-        ref = block(1, reference, evaluate and evaluate_reference)
+    ref = block(1, reference, evaluate and evaluate_reference) if reference is not None else None
+    if ref is not None:
         result["reference"] = ref
-        result["speedup"] = ref["latency_ms"]["p50"] / result["latency_ms"]["p50"]
-        result["throughput_speedup"] = (result["throughput_seq_s"] or 0) / (ref["throughput_seq_s"] or 1)
-        result["compression_ratio"] = ref["size_mb"] / result["size_mb"]
+    first = 1 + (ref is not None)
+    outs = [result] + [block(first + i, m) for i, m in enumerate(extra.values())]
+    for out in outs if ref is not None else ():
+        out["speedup"] = ref["latency_ms"]["p50"] / out["latency_ms"]["p50"]
+        out["throughput_speedup"] = (out["throughput_seq_s"] or 0) / (ref["throughput_seq_s"] or 1)
+        out["compression_ratio"] = ref["size_mb"] / out["size_mb"]
+    if extra:
+        result["extra"] = dict(zip(extra, outs[1:], strict=True))
     if cuda and torch.cuda.is_available() and predictor.module is not None:
         result["cuda_latency_ms"] = _cuda_latency(predictor, singles[0], warmup)
     result["machine"] = machine_info()

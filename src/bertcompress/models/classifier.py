@@ -37,7 +37,7 @@ class ClassifierModule(L.LightningModule):
 
     Subclasses implement :meth:`forward` (batch dict -> logits ``(B, num_labels)``) and
     :meth:`training_step`. Logged: ``val/loss``, ``val/acc``, ``val/macro_f1`` and ``val/f1_<label>``
-    (likewise ``test/*``); accuracy and F1 as fractions in [0, 1].
+    (likewise ``test/*``); accuracy and F1 in percent (0-100), as in results.json.
 
     After ``trainer.test``, :attr:`test_outputs` holds ``ids``, ``logits`` (N, C) and ``labels`` (N,);
     for sequence labeling (logits (B, T, C)) ``logits``/``labels`` are per-sentence lists of the
@@ -92,13 +92,13 @@ class ClassifierModule(L.LightningModule):
             true, pred = zip(*rows, strict=True)
             m = ner_metrics(true, pred, self.label_names)
             self._tag_buffer[stage] = []
-            values = {k: m[k] / 100.0 for k in ("f1", "precision", "recall", "macro_f1")}
-            values["token_acc"] = m["accuracy"] / 100.0
+            values = {k: m[k] for k in ("f1", "precision", "recall", "macro_f1")}
+            values["token_acc"] = m["accuracy"]
             self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=True)
             for name, v in m["per_type"].items():
-                self.log(f"{stage}/f1_{name}", v["f1"] / 100.0)
+                self.log(f"{stage}/f1_{name}", v["f1"])
             return
-        values = metrics.compute()
+        values = {k: 100.0 * v for k, v in metrics.compute().items()}  # percent, as results.json
         per_class = values.pop(f"{stage}/f1_per_class")
         self.log_dict(values, prog_bar=True)
         for name, value in zip(self.label_names, per_class, strict=True):

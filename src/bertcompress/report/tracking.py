@@ -61,3 +61,28 @@ def log_results(logger, results: dict, artifact_dir: Path | None = None, log_mod
         art.add_dir(str(artifact_dir))
         run.log_artifact(art)
         log.info("Logged %s to W&B as artifact %s", artifact_dir, name)
+
+
+def finished_offline_runs(root: str | Path) -> list[Path]:
+    """The offline W&B run dirs under ``root`` whose job finished: for each ``results.json`` with ``status:
+    finished``, the ``wandb/offline-run-*-<wandb_run_id>`` dir beside it. A job killed part-way leaves an
+    offline run that no finished results.json names, so ``wandb sync`` of this list skips it.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a dir.
+    """
+    import json
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a dir; give a run dir or a sweep dir (logs/<task_name>/multiruns/...)")
+    runs = []
+    for path in sorted(root.rglob("results.json")):
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        rid = r.get("wandb_run_id") if isinstance(r, dict) and r.get("status") == "finished" else None
+        if rid:
+            runs += sorted(path.parent.glob(f"wandb/offline-run-*-{rid}"))
+    return runs

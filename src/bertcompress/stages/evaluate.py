@@ -68,10 +68,13 @@ def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, predictor, refe
     )
 
 
-def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, reference) -> dict | None:
-    """Fit (or load from ``${paths.cache_dir}/baselines``) the classical floor and benchmark it, reloaded
-    from disk, against ``reference`` (the same fp32 teacher as the final model; None when the benchmark
-    is off). Returns its results block, or None for ``baseline=none``."""
+def baseline_predictor(cfg: DictConfig, dm: ClassificationDataModule) -> tuple | None:
+    """The classical floor, fitted or loaded from ``${paths.cache_dir}/baselines`` and reloaded from disk:
+    ``(name, artifact path, cache hit, fit time s, predictor)``, or None for ``baseline=none``.
+
+    Raises:
+        ValueError: a baseline for a task that is not text classification.
+    """
     b = cfg.get("baseline") or {}
     if b.get("name", "none") == "none":
         return None
@@ -80,22 +83,19 @@ def run_baseline(cfg: DictConfig, dm: ClassificationDataModule, reference) -> di
             f"baseline={b.name} is a text classifier; task={dm.task} has no classical floor (baseline=none)"
         )
     path, hit, fit_time = fit_cached_text_model(cfg, b.model, b.name, dm)
-    predictor = load_artifact(path)
-    if reference is None:
+    return b.name, path, hit, fit_time, load_artifact(path)
+
+
+def baseline_block(dm: ClassificationDataModule, floor: tuple, bench: dict | None) -> dict:
+    """The floor's results block: its test figures and, when benchmarked (``bench``: its share of the job's
+    one interleaved benchmark, against the same fp32 teacher as the final model), its timings and ratios."""
+    name, path, hit, fit_time, predictor = floor
+    block = {"name": name, "artifact": str(path), "cache_hit": hit, "fit_time_s": fit_time}
+    if bench is None:
         probs = predictor.predict_proba(dm.texts("test"))
-        test = classification_metrics(dm.label_ids("test"), probs.argmax(-1).tolist(), dm.labels)
-        return {"name": b.name, "artifact": str(path), "cache_hit": hit, "fit_time_s": fit_time, "test": test}
-    bench = run_benchmark(cfg, dm, predictor, reference, evaluate_reference=False)
-    log.info("Baseline %s: test macro-F1 %.2f (%s)", b.name, bench["test"]["macro_f1"], "cached" if hit else "fitted")
-    return {
-        "name": b.name,
-        "artifact": str(path),
-        "cache_hit": hit,
-        "fit_time_s": fit_time,
-        "test": bench["test"],
-        "params": bench["params"],
-        "benchmark": bench,
-    }
+        return block | {"test": classification_metrics(dm.label_ids("test"), probs.argmax(-1).tolist(), dm.labels)}
+    log.info("Baseline %s: test macro-F1 %.2f (%s)", name, bench["test"]["macro_f1"], "cached" if hit else "fitted")
+    return block | {"test": bench["test"], "params": bench["params"], "benchmark": bench}
 
 
 @dataclass
@@ -118,8 +118,13 @@ def evaluate_artifact(
     out: dict = {}
     predictor = load_artifact(artifact, threads=int(cfg.benchmark.threads))
     reference = teacher_reference(cfg, dm, teacher) if cfg.benchmark.enabled else None
-    if reference is not None:
-        bench = run_benchmark(cfg, dm, predictor, reference)
+    floor = baseline_predictor(cfg, dm)
+    floor_bench = None
+    if reference is not None:  # one interleaved loop: the artifact, the fp32 teacher (timed once) and the floor
+        bench = run_benchmark(cfg, dm, predictor, reference, extra={"baseline": floor[-1]} if floor else None)
+        floor_bench = bench.pop("extra", {}).get("baseline")
+        if floor_bench is not None:
+            floor_bench["machine"] = bench["machine"]
         final_test = bench["test"]
         out.update(
             benchmark=bench,
@@ -132,7 +137,7 @@ def evaluate_artifact(
         )
     else:  # the artifact, reloaded, on the test split: what the headline metric must describe
         final_test = task_metrics(dm.task, dm.label_ids("test"), predictor.predict_labels(dm.texts("test")), dm.labels)
-    baseline = run_baseline(cfg, dm, reference)
+    baseline = baseline_block(dm, floor, floor_bench) if floor else None
     if baseline is not None:
         out["baseline"] = baseline
         # the final model has a reason to exist only if it beats the free floor

@@ -19,7 +19,7 @@ from bertcompress.distill.module import DistillStudent
 from bertcompress.distill.multi_teacher import tune_class_bias
 from bertcompress.distill.soft_targets import SoftTargetCallback, predict_logits
 from bertcompress.distill.teacher_ensemble import TeacherEnsemble
-from bertcompress.metrics import classification_metrics
+from bertcompress.metrics import METRIC_UNIT, classification_metrics, percent_block
 from bertcompress.models.params import count_parameters
 from bertcompress.models.student_builder import StudentBundle, build_student
 from bertcompress.models.students import fold_class_bias
@@ -145,7 +145,7 @@ def run_student(
 
     store = reuse and not cfg.trainer.get("fast_dev_run")
     _, use = load_or_build(cfg.paths.cache_dir, "students", s.name, key, build, load, reuse, store, collective=True)
-    block = {**(built or cache_meta(use.path)), "cache_hit": use.cache_hit, "cache_dir": use.path}
+    block = {**percent_block(built or cache_meta(use.path)), "cache_hit": use.cache_hit, "cache_dir": use.path}
     module = DistillStudent(bundle.module, dm.labels, loss, kd=bool(s.kd))
     block["class_bias"] = student_class_bias(cfg, bundle.module, bundle.encoder, dm)
     block["test"] = evaluate(module, view, cfg, loggers) if is_rank_zero() else {}  # DDP: rank 0 tests
@@ -199,6 +199,7 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
         "epochs_run": epochs,
         "best_val_macro_f1": best_val,
         "monitor": monitor(cfg),  # what best_val_macro_f1 holds: val/macro_f1, or val/f1 for task=ner
+        "metric_unit": METRIC_UNIT,
     }
     return block
 

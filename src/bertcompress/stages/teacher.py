@@ -16,6 +16,7 @@ from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.data.encoding import EncodedDataset, TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
 from bertcompress.distill.soft_targets import TeacherLogitCache, predict_logits
+from bertcompress.metrics import METRIC_UNIT
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
 from bertcompress.stages.fit import evaluate, fit_best, partial_dir, task_kwargs
@@ -136,6 +137,7 @@ def get_teacher(
             "train_time_s": fit[0],
             "epochs_run": fit[1],
             "best_val_macro_f1": fit[2],
+            "metric_unit": METRIC_UNIT,
         }
 
     def load(path: Path) -> tuple:

@@ -66,11 +66,20 @@ def instantiate_callbacks(cfg: DictConfig | None) -> list:
     return _instantiate_each(cfg, "callback")
 
 
-def finish_loggers(loggers: list) -> None:
-    """Close W&B runs so that each multirun job is its own run."""
+def finish_loggers(loggers: list, exit_code: int = 0) -> None:
+    """Close W&B runs so that each multirun job is its own run; ``exit_code != 0`` marks a run failed (a job
+    that ended by an exception or a signal)."""
     for lg in loggers:
         if type(lg).__name__ == "WandbLogger":
             import wandb
 
             if wandb.run is not None:
-                wandb.finish()
+                wandb.finish(exit_code=exit_code)
+
+
+def wandb_run_id(loggers: list) -> str | None:
+    """The id of this job's W&B run (its offline dir is ``wandb/offline-run-<time>-<id>``), or None."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            return str(lg.experiment.id)
+    return None

@@ -26,7 +26,15 @@ NOISE: tuple[tuple[str, str], ...] = (
 # (warning module regex, message regex): warnings raised by libraries inside other libraries
 WARNINGS: tuple[tuple[str, str], ...] = (
     (r"lightning\.pytorch\.utilities\._pytree", r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # torch.onnx's TorchScript exporter (dynamo=False, which ONNX Runtime int8 needs), chosen on purpose, and
+    # what it says while tracing a BiLSTM or a transformer with fixed-shape inputs
+    (r"bertcompress\.", r"You are using the legacy TorchScript-based ONNX export"),
+    (r"torch\.onnx\.", r"Exporting a model to ONNX with a batch_size other than 1, with a variable length with LSTM"),
+    (r"torch\.onnx\.", r"Exporting aten::index operator of advanced indexing"),
+    (r"torch\.onnx\.", r"The feature will be removed\. Please remove usage of this function"),
+    (r"(torch\.nn\.utils\.rnn|transformers\.)", r"Converting a tensor to a Python boolean might cause the trace"),
 )
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # a transformers load report is noise when every key it lists is an UNEXPECTED classification-head key:
 # a classifier's encoder loaded without its head on purpose (the static students' embeddings)
 _HEAD_REPORT = re.compile(r"LOAD REPORT")
@@ -69,6 +77,35 @@ def quiet_known_noise() -> None:
     logging.getLogger("transformers.modeling_utils").addFilter(_HeadOnlyLoadReport())
     for module, message in WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
+
+
+class _StripAnsi(logging.Filter):
+    """Remove ANSI colour codes (transformers' LOAD REPORT) from records a log file gets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b[" in message:
+            record.msg, record.args = _ANSI.sub("", message), None
+        return True
+
+
+def tidy_run_logging() -> None:
+    """Once Hydra has configured the root logger: Lightning's lines once (its own console handler, which
+    would print each line a second time beside the root's, is removed; they propagate to the root), and no
+    ANSI codes in file handlers or redirected streams (the root's and transformers' own). Idempotent."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for h in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
+            lg.removeHandler(h)
+        lg.propagate = True
+    for h in [*root.handlers, *logging.getLogger("transformers").handlers]:  # transformers prints on its own
+        stream = getattr(h, "stream", None)
+        to_file = isinstance(h, logging.FileHandler) or not getattr(stream, "isatty", lambda: False)()
+        if to_file and not any(isinstance(f, _StripAnsi) for f in h.filters):
+            h.addFilter(_StripAnsi())
 
 
 def log_traceback_to_files(exc: BaseException, message: str) -> None:
