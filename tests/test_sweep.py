@@ -63,6 +63,7 @@ def test_multirun_runs_every_combination_records_the_failure_and_reuses_caches(s
     tmp, _, proc = sweep
     assert proc.returncode == 1, proc.stderr[-3000:]  # the failed job did not stop the sweep, but fails the command
     assert "Sweep of 4 jobs: 3 finished, 0 skipped (finished before), 1 failed" in proc.stdout
+    assert "Tables and figures: python report.py " in proc.stdout  # the next step, with the sweep dir
     assert "structured pruning needs a transformer" in proc.stdout.split("Sweep of 4 jobs")[1]
     results = _results(_sweep_dir(tmp, "grid"))
     assert set(results) == {"none+none", "cnn+none", "none+prune_structured", "cnn+prune_structured"}

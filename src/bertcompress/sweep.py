@@ -145,6 +145,8 @@ def print_summary(job_dirs: Sequence[Path], start: float) -> int:
         status = status if status in counts else "failed"
         counts[status] += 1
         rows.append(f"  {status:<8} {d}" + (f": {r.get('error')}" if status == "failed" else ""))
+    sweep_dir = Path(job_dirs[0]).parent if job_dirs else None  # logs/<task_name>/multiruns/<sweep_name>
+    tail = [f"Tables and figures: python report.py {sweep_dir}   (writes {sweep_dir}/report/)"] if sweep_dir else []
     print(f"Sweep of {len(job_dirs)} jobs: {counts['finished']} finished, {counts['skipped']} skipped "
-          f"(finished before), {counts['failed']} failed", *rows, sep="\n")  # fmt: skip
+          f"(finished before), {counts['failed']} failed", *rows, *tail, sep="\n")  # fmt: skip
     return counts["failed"]

@@ -29,6 +29,7 @@ RUN_COLUMNS = (
     "run_dir", "status", "error", "model", "teacher", "student", "compression", "kd", "seed", "data", "accuracy",
     "macro_f1", "precision", "recall", "retention", "speedup", "compression_ratio", "params", "size_mb",
     "latency_p50_ms", "latency_p95_ms", "throughput_seq_s", "teacher_cache_hit", "logit_cache_hit", "wall_time_s",
+    "best_val_macro_f1", "derived",
 )  # fmt: skip
 
 
@@ -58,7 +59,7 @@ def make_report(root: str | Path, out_dir: str | Path | None = None) -> dict:
             log.warning("Figure %r not drawn: %s", title, why)
         atomic_write_text(tmp / "index.html", _html(agg, runs, md, images, root, skipped))
         files = [out / p.relative_to(tmp) for p in sorted(tmp.rglob("*")) if p.is_file()]
-    log.info("Report of %d runs (%d configurations) in %s", len(runs), len(agg), out)
+    log.info("Report of %d jobs (%d configurations) in %s", runs.attrs.get("jobs", len(runs)), len(agg), out)
     return {"dir": out, "files": files, "summary": agg, "skipped_figures": skipped}
 
 
@@ -75,19 +76,20 @@ def _figures(agg: pd.DataFrame, runs: pd.DataFrame, out: Path) -> tuple[list[tup
     ]
     for key, title in TABLES.items():
         part = agg[agg["table"] == key] if not agg.empty else agg
-        if not agg.empty and part.empty:
-            continue  # no run of this table: no radar, and nothing to explain
+        if not agg.empty and len(part) < 2:
+            continue  # a radar compares configurations: none with fewer than two
         radar = lambda a, p, t=title: figures.radar(a, p, t)  # noqa: E731
         plans.append((f"Radar: {title}", radar, part, out / f"radar_{key}.png", None))
     if not agg.empty:
-        done = runs[runs["status"] == "finished"].drop_duplicates("config_hash")
-        labels = dict(zip(agg["run_dir"], agg["model"], strict=True))
-        for _, r in done.iterrows():
-            if r["confusion_matrix"] and r["label_names"]:
-                name = labels.get(r["run_dir"], r["model"])
+        done = runs[(runs["status"] == "finished") & runs["confusion_matrix"].notna()].drop_duplicates("config_hash")
+        first = {r["config_hash"]: r for _, r in done.iterrows()}
+        for i, (h, name) in enumerate(zip(agg["config_hash"], agg["model"], strict=True)):  # the tables' order
+            r = first.get(h)
+            if r is not None and r["confusion_matrix"] and r["label_names"]:
                 title = f"{name} (seed {r['seed']}, test set)"
                 draw = lambda _a, p, r=r, t=title: figures.confusion(r["confusion_matrix"], r["label_names"], p, t)  # noqa: E731
-                plans.append((f"Confusion matrix: {name}", draw, agg, out / "confusion" / f"{_slug(name)}.png", None))
+                png = out / "confusion" / f"{i + 1:02d}_{_slug(name)}.png"
+                plans.append((f"Confusion matrix: {name}", draw, agg, png, None))
     images, skipped = [], {}
     for title, draw, data, path, empty_reason in plans:
         if agg.empty:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bertcompress.metrics import METRIC_UNIT, percent_block
 from bertcompress.utils.io import flatten_dict, stable_hash
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "kd": kd,
         "seed": _seed(cfg),
         "data": (cfg.get("data") or {}).get("name"),
-        "config_hash": stable_hash(flat),
+        "config_hash": stable_hash(flat) if student != "none" or compression != "none" else teacher_hash(flat),
         "config_flat": flat,
         "accuracy": r.get("accuracy"),
         "macro_f1": r.get("macro_f1"),
@@ -106,6 +107,10 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "label_names": list((test.get("per_class") or {}).keys()),
         "confusion_matrix": test.get("confusion_matrix"),
         "table": table_of(student, compression),
+        "best_val_macro_f1": percent_block(r.get("student") or r.get("teacher") or {}).get("best_val_macro_f1"),
+        # written when validation figures were fractions: converted to percent on read, noted in the report
+        "units_converted": r.get("metric_unit") != METRIC_UNIT and bool(r.get("student") or r.get("teacher")),
+        "derived": False,
         **eval_set_columns(r.get("eval_sets")),
     }
 
@@ -162,8 +167,60 @@ def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
         "label_names": list((test.get("per_class") or {}).keys()),
         "confusion_matrix": test.get("confusion_matrix"),
         "table": "baselines",
+        "derived": True,
         **eval_set_columns(r.get("eval_sets"), "baseline"),
     }
+
+
+def _teacher_row(path: Path, r: dict, parent: dict) -> dict:
+    """The fine-tuned teacher of a run whose final model is a student or a compressed teacher, as a Table 4
+    row: its test figures and confusion matrix, and (when benchmarked) the fp32 reference's timings."""
+    t = r["teacher"]
+    ref = (r.get("benchmark") or {}).get("reference") or {}
+    test = t["test"]
+    flat = parent["config_flat"]
+    return {
+        **{k: None for k in parent},
+        "run_dir": str(path.parent),
+        "status": "finished",
+        "task": parent["task"],
+        "model": t.get("name", "teacher") + (" ensemble" if t.get("ensemble") else ""),
+        "teacher": t.get("name"),
+        "student": "none",
+        "compression": "none",
+        "seed": (r.get("config") or {}).get("seed"),
+        "data": parent["data"],
+        "config_hash": teacher_hash(flat),
+        "config_flat": {k: v for k, v in flat.items() if k.split(".")[0] in TEACHER_GROUPS},
+        "accuracy": test.get("accuracy"),
+        "macro_f1": test.get("macro_f1"),
+        "entity_f1": test.get("f1") if parent["task"] == "ner" else None,
+        "precision": _macro(test, "precision"),
+        "recall": _macro(test, "recall"),
+        "retention": 1.0,
+        "teacher_macro_f1": test.get("macro_f1"),
+        "speedup": 1.0 if ref else None,
+        "compression_ratio": 1.0 if ref else None,
+        "params": (t.get("params") or {}).get("total"),
+        "size_mb": ref.get("size_mb"),
+        "latency_p50_ms": (ref.get("latency_ms") or {}).get("p50"),
+        "latency_p95_ms": (ref.get("latency_ms") or {}).get("p95"),
+        "throughput_seq_s": ref.get("throughput_seq_s"),
+        "busy": parent["busy"],
+        "label_names": list((test.get("per_class") or {}).keys()),
+        "confusion_matrix": test.get("confusion_matrix"),
+        "table": "baselines",
+        "derived": True,
+    }
+
+
+# the config groups that decide a fine-tuned teacher (its Table 4 row is one configuration across runs)
+TEACHER_GROUPS = ("teacher", "teacher_ensemble", "data", "task", "trainer")
+
+
+def teacher_hash(flat: dict) -> str:
+    """The configuration hash of a run's fine-tuned teacher: the teacher-defining keys only."""
+    return stable_hash({k: v for k, v in flat.items() if k.split(".")[0] in TEACHER_GROUPS})
 
 
 def load_runs(root: str | Path) -> pd.DataFrame:
@@ -194,6 +251,9 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             found = [_row_from_results(path, r)]
             if r.get("baseline") and found[0]["status"] == "finished":
                 found.append(_baseline_row(path, r, found[0]))
+            own = found[0]["student"] != "none" or found[0]["compression"] != "none"
+            if own and found[0]["status"] == "finished" and (r.get("teacher") or {}).get("test"):
+                found.append(_teacher_row(path, r, found[0]))
         except (AttributeError, TypeError, KeyError, ValueError) as e:  # another schema
             log.warning("Skipping %s: not of this results schema (%s: %s)", path, type(e).__name__, e)
             invalid.append(f"{path} (not of this results schema: {type(e).__name__}: {e})")
@@ -207,5 +267,11 @@ def load_runs(root: str | Path) -> pd.DataFrame:
     if not rows:
         raise FileNotFoundError(f"{root}: no results.json under it; run `python train.py -m ...` first")
     runs = pd.DataFrame(rows)
+    # the floor and the teacher rows that several jobs share are one run per (configuration, seed)
+    # (a teacher-only job of that teacher and seed is its row already)
+    runs = runs.sort_values("derived", kind="stable")
+    runs = runs[~(runs["derived"] & runs.duplicated(["config_hash", "seed"]))].sort_index().reset_index(drop=True)
     runs.attrs["skipped_files"] = invalid  # named in the report
+    runs.attrs["jobs"] = int((~runs["derived"]).sum())
+    runs.attrs["converted_units"] = sorted(set(runs.loc[runs["units_converted"].fillna(False), "run_dir"]))
     return runs

@@ -35,6 +35,9 @@ def _save(fig, path: Path) -> Path:
     os.close(fd)
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as the report's other files (mkstemp makes it 0600)
     os.replace(tmp, path)
     return path
 

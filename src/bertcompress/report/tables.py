@@ -48,9 +48,24 @@ def _labels(runs: pd.DataFrame) -> dict[str, str]:
         # the model-defining groups first: what a reader needs to tell the rows apart
         differing.sort(key=lambda k: (k.split(".")[0] not in {"student", "compression", "teacher", "data"}, k))
         for h, f in flats.items():
-            parts = [f"{k.split('.', 1)[-1]}={f.get(k)}" for k in differing[:3]]
-            labels[h] = f"{model} [{', '.join(parts)}]"
+            labels[h] = f"{model} [{', '.join(_differences(f, differing)[:3])}]"
     return labels
+
+
+def _differences(flat: dict, differing: list[str]) -> list[str]:
+    """How one configuration differs from the others of its label: ``group=<choice name>`` for a config
+    group whose choice differs (``augment=tang2019_unlabeled_bn``), else ``key=value`` (``student.seed=2``)."""
+    parts, groups = [], set()
+    for k in differing:
+        group = k.split(".")[0]
+        if group in groups:
+            continue
+        if f"{group}.name" in differing:  # another choice of the group: its name says what differs
+            groups.add(group)
+            parts.append(f"{group}={flat.get(f'{group}.name')}")
+        else:
+            parts.append(f"{k}={flat.get(k)}")
+    return parts
 
 
 def pareto_front(f1: pd.Series, latency: pd.Series) -> pd.Series:
@@ -93,6 +108,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         row = {
             "table": first["table"],
             "model": labels[h],
+            "config_hash": h,
             "teacher": first["teacher"],
             "student": first["student"],
             "compression": first["compression"],
@@ -141,7 +157,7 @@ def display_table(agg: pd.DataFrame, table: str) -> pd.DataFrame:
     for _, r in part.iterrows():
         flag = " ⚠ below floor" if r["below_floor"] else ""
         if r.get("busy_runs", 0):  # timings taken while the machine was busy: suspect
-            flag += " ⏱ busy machine"
+            flag += " (busy machine)"
         entity = {"entity F1": _pm(r["entity_f1"], r.get("entity_f1_std"), ".2f")} if ner else {}
         rows.append(
             {
@@ -178,10 +194,11 @@ def markdown_table(df: pd.DataFrame) -> str:
 def pareto_table(agg: pd.DataFrame) -> pd.DataFrame:
     """The non-dominated rows, fastest first: model, macro-F1, latency p50 (ms), size (MB); empty when no
     configuration finished."""
+    headers = {"model": "model", "macro_f1": "macro-F1", "latency_p50_ms": "latency p50 ms", "size_mb": "size MB"}
     if agg.empty or "pareto" not in agg:
-        return pd.DataFrame(columns=["model", "macro_f1", "latency_p50_ms", "size_mb"])
+        return pd.DataFrame(columns=list(headers.values()))
     front = agg[agg["pareto"]].sort_values("latency_p50_ms")
-    return front[["model", "macro_f1", "latency_p50_ms", "size_mb"]].round(2)
+    return front[list(headers)].round(2).rename(columns=headers)
 
 
 def cache_summary(runs: pd.DataFrame) -> str | None:
@@ -202,12 +219,19 @@ def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
     """``summary.md``: the four tables, the floor, the Pareto front, cache hits and failed jobs."""
     parts = ["# bertcompress report\n"]
     failed = runs[runs["status"] != "finished"]
-    neural = runs[(runs["status"] == "finished") & ~runs["model"].str.startswith(FLOOR_MODEL)]
+    jobs = runs[~runs["derived"].fillna(False).astype(bool)] if "derived" in runs else runs
+    finished = jobs[jobs["status"] == "finished"]
     parts.append(
-        f"{len(neural)} finished runs, {len(failed)} failed; {agg['n_seeds'].max() if not agg.empty else 0} seed(s) at most "
+        f"{len(finished)} finished jobs, {len(failed)} failed; {agg['n_seeds'].max() if not agg.empty else 0} seed(s) at most "
         "per configuration (mean ± std over seeds). Speedup and compression ratio are against the fp32 teacher "
         "measured in the same process; latency at batch 1 on the run's machine.\n"
     )
+    converted = runs.attrs.get("converted_units") or []
+    if converted:
+        parts.append(
+            f"Note: {len(converted)} run(s) were written when validation figures (best_val_macro_f1) were fractions; "
+            "they were converted to percent on reading.\n"
+        )
     floor = agg[agg["model"].str.startswith(FLOOR_MODEL)]
     if not floor.empty:
         parts.append(
