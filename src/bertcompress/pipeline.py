@@ -157,6 +157,7 @@ def _datamodule(cfg: DictConfig) -> ClassificationDataModule:
         ValueError: a corpus of another task, or an ensemble or transfer set with ``task=ner``.
     """
     dm: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
+    dm.token_cache_dir = Path(cfg.paths.cache_dir) / "tokens"  # tokenized splits, by content
     dm.setup()
     task = cfg.get("task", {}).get("name", "classification")
     if task != dm.task:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bertcompress.data.datamodule import ID_STRIDE, UBMEC_LABELS, UBMEC_UPSTREAM, ClassificationDataModule
-from bertcompress.data.readers import clean_frame, infer_labels, read_table
+from bertcompress.data.readers import DataError, clean_frame, infer_labels, read_table
 from bertcompress.data.splits import clean_split, paper_split
 
 
@@ -140,3 +140,84 @@ class CsvDataModule(ClassificationDataModule):
                 train, test_size=self.test_size, random_state=self.split_seed, stratify=train["label"]
             )
         return {"train": train, "val": val, "test": test}
+
+
+class HFDataModule(ClassificationDataModule):
+    """A Hugging Face dataset: a hub name, a ``save_to_disk`` dir, or data files (CSV/TSV/JSON/Parquet).
+
+    Args:
+        path: a hub dataset name (``user/name``), a ``Dataset(Dict).save_to_disk`` dir, or one data file
+            (then its rows are the train split, and val/test are carved from it).
+        config_name: the hub dataset's configuration (its ``name=`` in ``load_dataset``), if any.
+        split_map: ``{train, val, test}`` -> the dataset's split names (``val: validation``); a null or
+            absent split is carved from train (``test_size``, then ``val_size``), stratified and seeded.
+        text_column / label_column: the columns; a ``ClassLabel`` label column gives the label names.
+
+    ``id`` is ``split_index * 10,000,000 + row`` (train 0, val 1, test 2). Raises DataError for an unknown
+    name or dir (naming it, and HF_HUB_OFFLINE when set), a missing split, column or label.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        text_column: str = "text",
+        label_column: str = "label",
+        split_map: dict | None = None,
+        config_name: str | None = None,
+        test_size: float = 0.2,
+        split_seed: int = 42,
+        name: str = "hf",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.path, self.config_name = str(path), config_name
+        self.split_map = dict(split_map or {"train": "train", "val": "validation", "test": "test"})
+        self.text_column, self.label_column = text_column, label_column
+        self.test_size, self.split_seed = test_size, split_seed
+        self._fingerprints: dict = {}
+
+    def source_files(self) -> list[Path]:
+        p = Path(self.path)
+        return sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p] if p.is_file() else []
+
+    def split_config(self) -> dict:
+        return {"split_map": self.split_map, "config_name": self.config_name, "test_size": self.test_size,
+                "split_seed": self.split_seed, "hub": self._fingerprints}  # fmt: skip
+
+    def load_splits(self) -> dict[str, pd.DataFrame | None]:
+        from bertcompress.data.hf_io import load_splits
+
+        if Path(self.path).is_file():
+            frames = {"train": (read_table(self.path, key="data.path"), "train", None)}
+        else:
+            frames = load_splits(self.path, self.split_map, self.config_name)
+        if not Path(self.path).exists():  # a hub dataset: its content enters the cache keys by fingerprint
+            self._fingerprints = {s: ds._fingerprint for s, (_, _, ds) in frames.items()}
+        if "train" not in frames:
+            raise DataError(f"data.path={self.path}: no train split (data.split_map.train)")
+        out = {}
+        for index, split in enumerate(("train", "val", "test")):
+            if split in frames:
+                raw, theirs, ds = frames[split]
+                if self.labels is None and ds is not None and hasattr(ds.features.get(self.label_column), "names"):
+                    self.labels = list(ds.features[self.label_column].names)  # a ClassLabel column
+                if ds is not None and hasattr(ds.features.get(self.label_column), "names"):
+                    names = ds.features[self.label_column].names
+                    raw = raw.assign(
+                        **{self.label_column: [names[i] if i is not None else None for i in raw[self.label_column]]}
+                    )
+                df, report = clean_frame(
+                    raw, f"{self.path}[{theirs}]", self.text_column, self.label_column, self.labels
+                )
+                df["id"] = index * ID_STRIDE + df["row"]
+                self.split_report.setdefault("cleaning", {})[split] = report.as_dict()
+                out[split] = df
+        if self.labels is None:
+            self.labels = infer_labels([(self.path, out["train"])])
+        if "test" not in out:
+            from sklearn.model_selection import train_test_split
+
+            out["train"], out["test"] = train_test_split(
+                out["train"], test_size=self.test_size, random_state=self.split_seed, stratify=out["train"]["label"]
+            )
+        return {"train": out["train"], "val": out.get("val"), "test": out["test"]}

@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader
 
 from bertcompress.data.encoding import (
     DistributedEpochShuffleSampler,
-    EncodedDataset,
     EpochShuffleSampler,
     PadCollator,
     TextEncoder,
@@ -88,7 +87,9 @@ class ClassificationDataModule(L.LightningDataModule):
         self.frames: dict[str, pd.DataFrame] | None = None
         self.split_report: dict = {}
         self.encoder: TextEncoder | None = None
-        self._encoded: dict[tuple, EncodedDataset] = {}
+        self._encoded: dict[tuple, object] = {}
+        # where tokenized splits are cached by content (the pipeline sets ${paths.cache_dir}/tokens); None: memory
+        self.token_cache_dir: Path | None = None
         # the augmented transfer set (distillation only): texts with ids, no hard labels
         self.transfer: tuple[list[int], list[str]] | None = None
 
@@ -225,15 +226,21 @@ class ClassificationDataModule(L.LightningDataModule):
         """Pads a batch of encoded examples (dynamic padding)."""
         return PadCollator(encoder.tokenizer)
 
-    def dataset(self, split: str, encoder: TextEncoder | None = None) -> EncodedDataset:
-        """Tokenize ``split`` with ``encoder`` (default: the one set), memoised per encoder."""
+    def dataset(self, split: str, encoder: TextEncoder | None = None):
+        """Tokenize ``split`` with ``encoder`` (default: the one set), memoised per encoder: a
+        ``datasets.Dataset`` of ``id``, ``input_ids``, ``labels`` rows (``Dataset.map(batched=True)``), kept in
+        :attr:`token_cache_dir` by content when set (memory-mapped, tokenized once across runs)."""
         self.setup()
         encoder = encoder or self.encoder
         if encoder is None:
             raise RuntimeError("No TextEncoder set: pass one, or use datamodule.view(encoder)")
         key = (id(encoder), split, id(self.transfer) if split == "transfer" else None)
         if key not in self._encoded:
-            self._encoded[key] = EncodedDataset(self.ids(split), encoder(self.texts(split)), self.label_ids(split))
+            from bertcompress.data.hf_io import encode_dataset
+
+            self._encoded[key] = encode_dataset(
+                self.ids(split), self.texts(split), self.label_ids(split), encoder, self.token_cache_dir
+            )
         return self._encoded[key]
 
     def loader(

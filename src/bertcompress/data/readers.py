@@ -1,4 +1,4 @@
-"""Read labelled text tables (CSV, TSV, XLSX) with errors that name the file, row and column.
+"""Read labelled text tables (CSV, TSV, JSON, Parquet through `datasets`; XLSX) with errors that name the file, row and column.
 
 Row numbers in messages are 0-based data rows (the pandas index; the header is not counted),
 the convention of ``../shared/data/*/SOURCE.md``.
@@ -63,11 +63,12 @@ def read_table(
     encoding: str = "utf-8",
     key: str = "data.path",
 ) -> pd.DataFrame:
-    """Read a CSV/TSV/XLSX file with every cell as an object (no type coercion).
+    """Read a CSV/TSV/JSON/Parquet/XLSX file with every CSV cell a string (no type coercion).
 
     Args:
-        path: the file; ``.xlsx``/``.xls`` read with openpyxl, ``.tsv`` tab-separated with
-            quoting off, anything else as CSV (``sep`` overrides the delimiter).
+        path: the file; ``.xlsx``/``.xls`` read with pandas (openpyxl); ``.json``/``.jsonl``/``.parquet``
+            and CSV (``.tsv`` tab-separated with quoting off, anything else comma-separated; ``sep``
+            overrides the delimiter) with ``datasets.load_dataset`` (:mod:`bertcompress.data.hf_io`).
         sheet: the xlsx sheet name or index.
         header: whether the first line holds column names; if not, ``column_names`` names them.
         upstream: the corpus URL, quoted in the error when the file is missing.
@@ -84,52 +85,47 @@ def read_table(
         raise missing_file_error(path, upstream, key)
     suffix = path.suffix.lower()
     names = list(column_names) if column_names is not None else None
-    try:
-        if suffix in {".xlsx", ".xls", ".xlsm"}:
+    if suffix in {".xlsx", ".xls", ".xlsm"}:  # pandas (openpyxl): datasets reads no spreadsheets
+        try:
             df = pd.read_excel(path, sheet_name=sheet, dtype=object, header=0 if header else None, names=names)
-        else:
-            if sep is None:
-                sep = "\t" if suffix == ".tsv" else ","
-            quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-            df = pd.read_csv(
-                path,
-                sep=sep,
-                dtype=object,
-                header=0 if header else None,
-                names=names,
-                quoting=quoting,
-                keep_default_na=False,
-                na_values=[""],
-                encoding=encoding,
-            )
-    except UnicodeDecodeError as e:
-        raise decode_error(path, encoding, e) from e
-    except pd.errors.EmptyDataError as e:
-        raise DataError(f"{path}: the file is empty; expected a header and labelled rows.") from e
-    except (pd.errors.ParserError, ValueError) as e:
-        raise DataError(f"{path}: could not parse the file ({e}). Check the delimiter (data.sep) and quoting.") from e
+        except (pd.errors.ParserError, ValueError) as e:
+            raise DataError(f"{path}: could not parse the file ({e}). Check the sheet (data.sheet).") from e
+        if header:
+            check_unique_header(path, suffix, sep, encoding, sheet)
+    else:  # CSV/TSV/JSON/Parquet through datasets.load_dataset
+        from bertcompress.data.hf_io import BUILDERS, load_file
+
+        if sep is None:
+            sep = "\t" if suffix == ".tsv" else ","
+        csv_like = BUILDERS.get(suffix, "csv") == "csv"
+        if csv_like and path.stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty; expected a header and labelled rows.")
+        found = check_unique_header(path, suffix, sep, encoding, sheet) if csv_like and header else None
+        df = load_file(path, sep=sep, header=header, names=names, encoding=encoding, header_names=found)
     if len(df) == 0:
         raise DataError(f"{path}: the file has no data rows.")
-    if header:
-        check_unique_header(path, suffix, sep, encoding, sheet)
     return df
 
 
-def check_unique_header(path: Path, suffix: str, sep: str | None, encoding: str, sheet) -> None:
-    """Raise :class:`DataError` when a column name occurs twice in the header (pandas would rename the
-    second one, ``text.1``, and the first would be read silently)."""
+def check_unique_header(path: Path, suffix: str, sep: str | None, encoding: str, sheet) -> list[str]:
+    """The header's column names; raise :class:`DataError` when one occurs twice (a reader would rename the
+    second one, ``text.1``, and the first would be read silently) or the header does not decode."""
     if suffix in {".xlsx", ".xls", ".xlsm"}:
         names = [str(c) for c in pd.read_excel(path, sheet_name=sheet, header=None, nrows=1, dtype=object).iloc[0]]
     else:
-        with open(path, encoding=encoding, newline="") as f:
-            quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-            names = next(csv.reader(f, delimiter=sep, quoting=quoting), [])
+        try:
+            with open(path, encoding=encoding, newline="") as f:
+                quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+                names = next(csv.reader(f, delimiter=sep, quoting=quoting), [])
+        except UnicodeDecodeError as e:
+            raise decode_error(path, encoding, e) from e
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise DataError(
             f"{path}: the header names column(s) {dupes} more than once ({names}); rename them so that each "
             "column has one name, then set data.text_column / data.label_column."
         )
+    return names
 
 
 def decode_error(path: Path, encoding: str, e: UnicodeDecodeError) -> DataError:
