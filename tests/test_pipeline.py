@@ -109,6 +109,10 @@ def test_wandb_offline_writes_a_run_dir(tmp_path, tiny_run_overrides, monkeypatc
     assert b"benchmark/latency_ms/p50" in record and b"final_test/macro_f1" in record
     assert b"manifest.json" in record and b"model.safetensors" in record  # the final artifact, log_model=true
     assert list((runs[0] / "files" / "media" / "images" / "test").glob("confusion_matrix*.png"))
+    assert b"teacher:tiny_bert" in record and b"seed:42" in record  # the run's tags
+    from bertcompress.report.tracking import finished_offline_runs
+
+    assert finished_offline_runs(tmp_path / "run") == runs  # what the README's `wandb sync $(...)` uploads
     assert any("per_class" in str(p) for p in (runs[0] / "files").rglob("*.table.json"))
 
 

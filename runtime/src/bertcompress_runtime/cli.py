@@ -164,9 +164,7 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--text-column", default="text", help="the column of --data that holds the texts")
     parser.add_argument("--label-column", default="label", help="the column of --data that holds the gold labels")
-    parser.add_argument(
-        "--label-map", default=None, help="YAML/JSON {data label: artifact label | [labels] | null}"
-    )
+    parser.add_argument("--label-map", default=None, help="YAML/JSON {data label: artifact label | [labels] | null}")
     parser.add_argument("--limit", type=int, default=None, help="use the first N rows (none: all)")
     parser.add_argument("--runs", type=int, default=50, help="timed batch-1 passes for latency p50/p95 (ms)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed passes before timing")
