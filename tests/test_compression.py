@@ -221,7 +221,7 @@ def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_ber
         assert (predictor.predict_proba(texts).argmax(-1) == before).all()
     if mode == "dynamic" and backend != "onnxruntime":
         assert report["quantization"]["quantized_modules"]
-    from bertcompress.benchmark.bench import artifact_params
+    from bertcompress.benchmark.size import artifact_params
 
     params = artifact_params(predictor)  # the benchmark counts every backend's parameters
     assert 0 < params["nonzero"] <= params["total"]
@@ -314,7 +314,7 @@ def test_predict_py_classifies_a_bengali_string(tmp_path, tiny_run_overrides):
 
 def test_unstructured_pruning_leaves_dense_latency_alone_but_shrinks_the_zip(tmp_path):
     """The honest part: masked zeros compress on disk; a dense matmul does not skip them."""
-    from bertcompress.benchmark.bench import zipped_mb
+    from bertcompress.benchmark.size import zipped_mb
 
     a, b = nn.Linear(256, 256), nn.Linear(256, 256)
     b.load_state_dict(a.state_dict())
@@ -394,7 +394,7 @@ def test_zipped_size_is_memoised_per_file_version(tmp_path):
     import os
     import time
 
-    from bertcompress.benchmark.bench import _zipped_mb, zipped_mb
+    from bertcompress.benchmark.size import _zipped_mb, zipped_mb
 
     path = tmp_path / "w.bin"
     path.write_bytes(b"\0" * 100_000)

@@ -24,6 +24,8 @@ def test_every_option_composes(group, option, tmp_path):
     overrides = [] if group == "hydra" else [f"{group}={option}"]
     if group == "data" and option == "csv":
         overrides.append("data.train_file=/some/file.csv")
+    if group == "data" and option == "hf":
+        overrides.append("data.path=/some/saved_dataset")
     if group == "data" and option == "conll":
         overrides += ["task=ner", "data.train_file=/some/train.txt"]
     cfg = compose(overrides, tmp_path)

@@ -227,7 +227,9 @@ def test_ner_teacher_student_quant_end_to_end(tiny_ner_overrides, tmp_path, caps
     from bertcompress.report.tables import aggregate, display_table
 
     runs = load_runs(tmp_path)
-    assert set(runs["task"]) == {"ner"} and len(runs) == 2
+    assert set(runs["task"]) == {"ner"} and runs.attrs["jobs"] == 2
+    teacher_rows = runs[runs["derived"]]  # the shared fine-tuned teacher, once, in Table 4
+    assert len(teacher_rows) == 1 and teacher_rows.iloc[0]["entity_f1"] == r["teacher"]["test"]["f1"]
     agg = aggregate(runs)
     distil = display_table(agg, "distillation")
     combo = display_table(agg, "combinations")
