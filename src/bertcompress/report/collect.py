@@ -118,7 +118,7 @@ def _row_from_results(path: Path, r: dict) -> dict:
 def eval_set_columns(sets: dict | None, who: str | None = None) -> dict:
     """Per out-of-domain set (results.json ``eval_sets``): ``<set>_macro_f1``, ``<set>_retention`` (against
     the teacher on that set) and ``<set>_teacher_macro_f1``, of the artifact, or with ``who="baseline"``
-    of the floor; ``eval_set_names`` lists the sets."""
+    (``"teacher"``) of the floor (the fp32 teacher); ``eval_set_names`` lists the sets."""
     out: dict = {"eval_set_names": ",".join(sets or {})}
     for name, block in (sets or {}).items():
         scores = block.get(who) if who else block
@@ -211,6 +211,7 @@ def _teacher_row(path: Path, r: dict, parent: dict) -> dict:
         "confusion_matrix": test.get("confusion_matrix"),
         "table": "baselines",
         "derived": True,
+        **eval_set_columns(r.get("eval_sets"), "teacher"),
     }
 
 

@@ -63,7 +63,12 @@ def evaluate(module: L.LightningModule, dm: ClassificationDataModule, cfg: DictC
     Returns:
         The test metrics (accuracy, macro-F1 in %, per class; entity F1 for NER) and ``test_time_s``.
     """
-    trainer: L.Trainer = hydra.utils.instantiate(single_process(cfg), logger=loggers or False, callbacks=[])
+    from bertcompress.utils.progress import progress_bar
+
+    # Rich on a terminal; off one, no bar (a test loop prints no progress lines)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        single_process(cfg), logger=loggers or False, callbacks=[progress_bar()]
+    )
     start = time.perf_counter()
     trainer.test(module, datamodule=dm, verbose=False)
     elapsed = time.perf_counter() - start

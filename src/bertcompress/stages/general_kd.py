@@ -22,6 +22,7 @@ from bertcompress.distill.features import feature_terms
 from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.cache import load_or_build
 from bertcompress.utils.io import stable_hash
+from bertcompress.utils.progress import progress_bar
 from bertcompress.utils.seeding import seed_stage
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def general_distillation(cfg: DictConfig, bundle, teacher: TeacherResult, dm, lo
             collate_fn=PadCollator(bundle.encoder.tokenizer),
         )
         trainer = hydra.utils.instantiate(
-            cfg.trainer, max_epochs=int(g.get("epochs", 1)), callbacks=[], logger=loggers or False,
+            cfg.trainer, max_epochs=int(g.get("epochs", 1)), callbacks=[progress_bar()], logger=loggers or False,
             enable_checkpointing=False, limit_val_batches=0,
         )  # fmt: skip
         start = time.perf_counter()

@@ -92,10 +92,19 @@ class _StripAnsi(logging.Filter):
 def tidy_run_logging() -> None:
     """Once Hydra has configured the root logger: Lightning's lines once (its own console handler, which
     would print each line a second time beside the root's, is removed; they propagate to the root), and no
-    ANSI codes in file handlers or redirected streams (the root's and transformers' own). Idempotent."""
+    ANSI codes in file handlers or redirected streams (the root's and transformers' own), and no tqdm bars
+    off a terminal. Idempotent."""
     root = logging.getLogger()
     if not root.handlers:
         return
+    import sys
+
+    if not sys.stderr.isatty():  # tqdm bars ("Loading weights: 100%|███") are one line per update in a file
+        import datasets
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         lg = logging.getLogger(name)
         for h in [h for h in lg.handlers if type(h) is logging.StreamHandler]:
