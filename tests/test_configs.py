@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF_DIR, compose
+from tests.conftest import CONF_DIR, ROOT, compose
 
 # every group under conf/, so that a new group is composed too
 GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
@@ -13,7 +13,7 @@ GROUPS = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
 
 def _options():
     for group in GROUPS:
-        files = sorted((CONF_DIR / group).glob("*.yaml"))
+        files = sorted(f for f in (CONF_DIR / group).glob("*.yaml") if not f.stem.startswith("_"))  # _: bases
         assert files, f"config group {group}/ is empty"
         for f in files:
             yield group, f.stem
@@ -65,3 +65,22 @@ def test_unknown_normalizer_is_rejected():
 
     with pytest.raises(ValueError, match="Unknown text normalizer 'nfkd'"):
         get_text_normalizer("nfkd")
+
+
+def test_student_and_compression_choices_compose_to_the_recorded_configs(tmp_path):
+    """The student and compression files start from shared bases (``student/_kd.yaml``, nested
+    ``compression/pruning`` and ``compression/quantization`` groups); each choice composes to exactly the
+    config recorded in ``tests/fixtures/composed_configs.json`` (a hash of its resolved node), so every cache
+    key that holds it stays the same. A deliberate change of a default updates that file."""
+    import json
+
+    from bertcompress.utils.io import stable_hash
+
+    recorded = json.loads((ROOT / "tests" / "fixtures" / "composed_configs.json").read_text())
+    now = {}
+    for group in ("student", "compression"):
+        for f in sorted((CONF_DIR / group).glob("*.yaml")):
+            if not f.stem.startswith("_"):
+                cfg = compose([f"{group}={f.stem}"], tmp_path)
+                now[f"{group}={f.stem}"] = stable_hash(OmegaConf.to_container(cfg[group], resolve=True))
+    assert now == recorded
