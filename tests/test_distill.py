@@ -13,8 +13,9 @@ from bertcompress.distill.soft_targets import SoftTargetCallback, TeacherLogitCa
 from bertcompress.pipeline import run
 from tests.conftest import CONF_DIR, compose, requires_ubmec
 
-STUDENTS = sorted(p.stem for p in (CONF_DIR / "student").glob("*.yaml") if p.stem != "none")
-HUB_STUDENTS = {s for s in STUDENTS if OmegaConf.load(CONF_DIR / "student" / f"{s}.yaml").get("kind") == "hf"}
+STUDENTS = sorted(p.stem for p in (CONF_DIR / "student").glob("*.yaml") if p.stem != "none" and p.stem[0] != "_")
+# hub students: those that start from the shared hub base (student/_hf.yaml)
+HUB_STUDENTS = {s for s in STUDENTS if "_hf" in OmegaConf.load(CONF_DIR / "student" / f"{s}.yaml").get("defaults", [])}
 
 
 def test_soft_targets_are_aligned_by_id_not_position():
