@@ -88,10 +88,8 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     from bertcompress.benchmark.machine import machine_info
+    from bertcompress.config import compose
     from bertcompress.metrics import classification_metrics
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: its config composer
-    from tests.conftest import compose
 
     cfg = compose([f"paths.data_dir={os.environ.get('BERTCOMPRESS_DATA_DIR', '../shared/data')}"])
     dm = hydra.utils.instantiate(cfg.data)

@@ -84,3 +84,11 @@ def test_student_and_compression_choices_compose_to_the_recorded_configs(tmp_pat
                 cfg = compose([f"{group}={f.stem}"], tmp_path)
                 now[f"{group}={f.stem}"] = stable_hash(OmegaConf.to_container(cfg[group], resolve=True))
     assert now == recorded
+
+
+def test_the_public_composer_gives_what_train_py_composes():
+    from bertcompress.config import compose as public_compose
+
+    cfg = public_compose(["student=cnn", "compression=quant_static"])
+    assert cfg.student.name == "cnn" and cfg.compression.quantization.mode == "static"
+    assert OmegaConf.to_container(cfg.student, resolve=True)["loss"]["temperature"] == 2.0
