@@ -49,7 +49,8 @@ def compress_and_save(
     Args:
         cfg: the ``compression`` config node (``pruning``, ``quantization``, each with a ``_target_``).
         calibration_loader: train batches (the final model's tokenization), for head importance and static PTQ.
-        finetune: ``callable(module, callbacks)`` that fine-tunes ``module``, for gradual pruning and recovery.
+        finetune: ``callable(module, callbacks, epochs, optimizer)`` that fine-tunes ``module``, for gradual
+            pruning and recovery (the step passes its own ``finetune_epochs`` and ``optimizer``).
 
     Returns:
         The compression report (what was pruned, sparsity per layer, what was quantized, the artifact dir).

@@ -34,7 +34,8 @@ class CompressionContext:
         name: the final model's name (for messages).
         hf_model: the transformer inside the model (None for static students): structured pruning edits it.
         calibration_loader: training batches in the model's tokenization (head importance, static PTQ, ONNX export).
-        finetune: ``callable(module, callbacks)`` that fine-tunes ``module`` (gradual pruning, recovery).
+        finetune: ``callable(module, callbacks, epochs, optimizer)`` that fine-tunes ``module`` for ``epochs``
+            with ``optimizer`` (a partial taking the parameters), for gradual pruning and recovery.
         workdir: a temp dir for exported graphs.
         report: ``{"pruning": ..., "quantization": ...}``, filled by the steps.
         artifact: ``format`` (hf, torch, onnx), ``onnx_file``, ``quantization``, ``structure``: filled by the steps.
@@ -49,11 +50,12 @@ class CompressionContext:
     artifact: dict = field(default_factory=dict)
 
 
-def _finetune(context: CompressionContext, model: nn.Module, callbacks: list, why: str) -> None:
+def _finetune(context: CompressionContext, model: nn.Module, callbacks: list, why: str, step) -> None:
+    """Fine-tune ``model`` with the step's own ``finetune_epochs`` and ``optimizer`` (a partial)."""
     if context.finetune is None:
         raise ValueError(f"{why} needs fine-tuning; no trainer was given")
     model.train()
-    context.finetune(model, callbacks)
+    context.finetune(model, callbacks, step.finetune_epochs, step.optimizer)
     model.eval()
 
 
@@ -83,7 +85,7 @@ class UnstructuredPruning:
             context.report["pruning"] = prune_oneshot(model, cb.amount, cb.scope, cb.include, cb.exclude)
             return model
         # gradual: Lightning runs the callback while fine-tuning; it makes the masks permanent at fit end
-        _finetune(context, model, [cb], "the gradual pruning schedule")
+        _finetune(context, model, [cb], "the gradual pruning schedule", self)
         context.report["pruning"] = cb.report
         return model
 
@@ -126,7 +128,7 @@ class StructuredPruning:
             scores = head_importance(model, batches, lambda m, b: m(b), max_batches=self.importance_batches)
         report = prune_structured(context.hf_model, self.head_fraction, self.neuron_fraction, scores)
         if self.finetune_epochs > 0:  # recovery fine-tuning of the smaller model on the training set
-            _finetune(context, model, [], "pruning.finetune_epochs > 0")
+            _finetune(context, model, [], "pruning.finetune_epochs > 0", self)
         report["finetune_epochs"] = self.finetune_epochs
         context.report["pruning"] = report
         context.artifact.update(format="torch", structure=report["structure"])

@@ -41,12 +41,13 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
     seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
 
-    def finetune(module, callbacks):  # the gradual pruning schedule fine-tunes as it prunes
-        p = cfg.compression.pruning
-        lit = DistillStudent(module, dm.labels, kd=False, optimizer=hydra.utils.instantiate(p.optimizer))
+    def finetune(module, callbacks, epochs: int, optimizer):  # the step's own settings (gradual pruning, recovery)
+        if optimizer is not None and not callable(optimizer):  # the step's optimizer config (_partial_: true)
+            optimizer = hydra.utils.instantiate(optimizer)
+        lit = DistillStudent(module, dm.labels, kd=False, optimizer=optimizer)
         trainer = hydra.utils.instantiate(
             cfg.trainer,
-            max_epochs=int(p.finetune_epochs),
+            max_epochs=int(epochs),
             callbacks=callbacks,
             logger=False,
             enable_checkpointing=False,

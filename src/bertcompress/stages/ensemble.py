@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.multi_teacher import out_of_fold_logits
 from bertcompress.distill.teacher_ensemble import TeacherEnsemble, combine_teachers
-from bertcompress.stages.evaluate import fit_cached_text_model
+from bertcompress.stages.floor import fit_cached_text_model
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_logits, teacher_name, text_logits_fn
 from bertcompress.utils.cache import load_or_build
 

@@ -28,8 +28,8 @@ from bertcompress.stages.teacher import (
     ENSEMBLE_KEYS,
     OPTIONAL_ENSEMBLE_KEYS,
     TeacherResult,
+    fit_key,
     primary_logits,
-    teacher_cache_key,
 )
 from bertcompress.stages.transfer import build_transfer, select_transfer, selects
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
@@ -62,7 +62,6 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
     teacher ensemble, the student config, the transfer set config, data, seed and trainer settings. Jobs
     of a sweep that differ only in compression share one trained student."""
     resolved = OmegaConf.to_container(cfg.teacher, resolve=True)
-    teacher_key = teacher_cache_key(cfg, dm)
     return {
         **({"task": dm.task} if dm.task != "classification" else {}),
         "teacher": teacher.cache_dir.name,
@@ -75,8 +74,6 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
             k: v for k, v in OmegaConf.to_container(cfg.student, resolve=True).items() if k not in STUDENT_POSTHOC_KEYS
         },
         "augment": OmegaConf.to_container(cfg.get("augment") or {}, resolve=True),
-        **({"world_size": teacher_key["world_size"]} if "world_size" in teacher_key else {}),
-        "data": teacher_key["data"],
         "max_length": dm.max_length,
         "batch_size": dm.batch_size,
         "seed": cfg.seed,
@@ -86,8 +83,7 @@ def student_cache_key(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
         **({"padding": "zeroed"} if cfg.student.get("kind") == "static" else {}),
         # a cut vocabulary keeps the transfer set's tokens as well as the training corpus'
         **({"vocabulary": "train+transfer"} if (cfg.get("augment") or {}).get("enabled") else {}),
-        "trainer": teacher_key["trainer"],
-        "early_stopping": teacher_key["early_stopping"],
+        **fit_key(cfg, dm),  # data, DDP processes, Trainer settings, early stopping: as the teacher's
     }
 
 

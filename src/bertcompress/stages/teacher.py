@@ -56,11 +56,10 @@ def teacher_name(cfg: DictConfig) -> str:
     return cfg.teacher.get("primary") or cfg.teacher.name
 
 
-def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
-    """Everything that changes the fine-tuned weights: teacher, source, data, split, seed, hyper-params.
-    A multi-teacher config keys its primary teacher like the plain config of that teacher."""
-    teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
-    teacher = {k: v for k, v in teacher.items() if k not in ENSEMBLE_KEYS} | {"name": teacher_name(cfg)}
+def fit_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
+    """The part of a fit's cache key that every fitted model shares (teacher and student): the data, the
+    processes' count under DDP (batch_size is per process; one process: no key), the Trainer settings that
+    change the weights and the early stopping."""
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_keys = (
         "max_epochs",
@@ -75,21 +74,30 @@ def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
     )
     callbacks = OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True)
     stopping = callbacks.get("early_stopping") or {}
-    task = {"task": dm.task} if dm.task != "classification" else {}  # classification keys stay as they were
-    # DDP: batch_size is per process, so the processes' count changes the result (one process: no key)
     ranks = world_size(cfg)
     return {
-        **task,
         **({"world_size": ranks} if ranks > 1 else {}),
+        "data": dm.fingerprint(),
+        "trainer": {k: trainer.get(k) for k in trainer_keys},
+        "early_stopping": {k: stopping.get(k) for k in ("monitor", "patience", "mode", "min_delta")},
+    }
+
+
+def teacher_cache_key(cfg: DictConfig, dm: ClassificationDataModule) -> dict:
+    """Everything that changes the fine-tuned weights: teacher, source, data, split, seed, hyper-params.
+    A multi-teacher config keys its primary teacher like the plain config of that teacher."""
+    teacher = OmegaConf.to_container(cfg.teacher, resolve=True)
+    teacher = {k: v for k, v in teacher.items() if k not in ENSEMBLE_KEYS} | {"name": teacher_name(cfg)}
+    task = {"task": dm.task} if dm.task != "classification" else {}  # classification keys stay as they were
+    return {
+        **task,
         "teacher": teacher,
         "source": model_source(cfg.teacher.hub_id),
-        "data": dm.fingerprint(),
         "max_length": dm.max_length,
         "batch_size": dm.batch_size,
         "seed": cfg.seed,
         "seeding": SCHEME,
-        "trainer": {k: trainer.get(k) for k in trainer_keys},
-        "early_stopping": {k: stopping.get(k) for k in ("monitor", "patience", "mode", "min_delta")},
+        **fit_key(cfg, dm),
     }
 
 
