@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertcompress import is_multirun
 from bertcompress.benchmark.machine import machine_info
-from bertcompress.compression.apply import validate_compression
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.teacher_ensemble import TeacherEnsemble
 from bertcompress.metrics import METRIC_UNIT, headline_metric, percent_block
@@ -31,13 +30,14 @@ from bertcompress.stages.ensemble import build_teacher_ensemble
 from bertcompress.stages.evaluate import evaluate_artifact
 from bertcompress.stages.fit import monitor
 from bertcompress.stages.results import finished_result, metric_value, record_failure
-from bertcompress.stages.student import run_student, soft_target_loss
+from bertcompress.stages.student import run_student
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_test_metrics
 from bertcompress.utils.cache import cache_uses, reset_cache_uses, run_tempdir
 from bertcompress.utils.distributed import check_launch, global_rank, is_rank_zero, leave_distributed
 from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers, wandb_run_id
 from bertcompress.utils.io import atomic_write_json
 from bertcompress.utils.logs import tidy_run_logging
+from bertcompress.validate import validate
 
 __all__ = ["metric_value", "run", "run_job"]
 
@@ -66,9 +66,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     has_student = cfg.student.get("name", "none") != "none"
-    if has_student:
-        soft_target_loss(cfg)  # fail fast on a bad T or alpha
-    validate_compression(cfg.compression)
+    validate(cfg)  # every choice, before any training (the sweep preflight runs the same check)
     check_launch(cfg)
     dm = _datamodule(cfg)
     loggers = instantiate_loggers(cfg.get("logger")) if is_rank_zero() else []  # DDP: rank 0 logs
@@ -154,7 +152,7 @@ def _datamodule(cfg: DictConfig) -> ClassificationDataModule:
     """The configured corpus, set up, checked against ``cfg.task``.
 
     Raises:
-        ValueError: a corpus of another task, or an ensemble or transfer set with ``task=ner``.
+        ValueError: a corpus of another task.
     """
     dm: ClassificationDataModule = hydra.utils.instantiate(cfg.data)
     dm.token_cache_dir = Path(cfg.paths.cache_dir) / "tokens"  # tokenized splits, by content
@@ -162,8 +160,6 @@ def _datamodule(cfg: DictConfig) -> ClassificationDataModule:
     task = cfg.get("task", {}).get("name", "classification")
     if task != dm.task:
         raise ValueError(f"task={task} but data={cfg.data.name} is a {dm.task} corpus: use task={dm.task}")
-    if task == "ner" and (cfg.teacher.get("members") or (cfg.get("augment") or {}).get("enabled")):
-        raise ValueError("task=ner: multi-teacher ensembles and augmented transfer sets are for classification")
     return dm
 
 

@@ -46,14 +46,12 @@ def job_models(cfg: DictConfig) -> list[tuple[str, str]]:
 
 
 def config_problem(cfg: DictConfig) -> str | None:
-    """The first error a job config would raise before training (loss T/alpha, compression), or None."""
-    from bertcompress.compression.apply import validate_compression
-    from bertcompress.distill.losses import loss_from_config
+    """The first error a job config would raise before training (:func:`bertcompress.validate.validate`, the
+    check ``run`` makes), or None."""
+    from bertcompress.validate import validate
 
     try:
-        if cfg.student.get("name", "none") != "none":
-            loss_from_config(cfg.student.loss)
-        validate_compression(cfg.compression)
+        validate(cfg)
     except (ValueError, TypeError) as e:
         return f"{type(e).__name__}: {e}"
     return None
