@@ -20,7 +20,7 @@ from bertcompress.compression.pruning import (
     prune_unstructured,
     sparsity,
 )
-from bertcompress.compression.quantization import QuantizationError, check_quant_config
+from bertcompress.compression.quant_config import QuantizationError, check_quant_config
 from bertcompress.compression.structured import encoder_layers, prune_structured, resize_to_structure, structure_of
 from bertcompress.pipeline import run
 from tests.conftest import CONF_DIR, ROOT, compose, requires_ubmec
@@ -368,34 +368,6 @@ def test_gradual_schedule_prunes_while_finetuning(tmp_path, tiny_run_overrides):
     assert steps == sorted(steps) and 0 < steps[0] < 0.5  # sparsity ramps up during fine-tuning
     report = results["compression"]["pruning"]
     assert report["schedule"] == "gradual" and report["overall"] == pytest.approx(0.5, abs=2e-3)
-
-
-def test_quantization_callback_quantizes_the_trained_model_when_fit_ends():
-    import lightning as L
-
-    from bertcompress.compression.quantization import QuantizationCallback
-    from bertcompress.distill.module import DistillStudent
-    from bertcompress.models.students import HFStudent
-
-    hf = _tiny_classifier("bert").train()
-    batch = _batch(8, 9)
-    loader = torch.utils.data.DataLoader([batch], batch_size=None)
-    lit = DistillStudent(HFStudent(hf), ["a", "b", "c"], kd=False, optimizer=lambda p: torch.optim.SGD(p, lr=0.0))
-    ptq = QuantizationCallback(mode="dynamic", backend="torch_ao")
-    trainer = L.Trainer(
-        max_epochs=1, callbacks=[ptq], logger=False, enable_checkpointing=False, enable_progress_bar=False
-    )
-    trainer.fit(lit, train_dataloaders=loader)
-    assert ptq.result is not None and ptq.result.kind == "torch"
-    assert ptq.result.report["quantized_modules"].get("Linear", 0) >= 8  # q/k/v/o + 2 FFN per layer, 2 layers
-    assert "Linear" not in ptq.result.report["float_modules"] or ptq.result.report["float_modules"]["Linear"] < 8
-    with torch.no_grad():
-        fp32 = lit.student.eval()(batch)
-        int8 = ptq.result.module(batch)
-    assert int8.shape == fp32.shape == (8, 3)
-    assert (int8.argmax(-1) == fp32.argmax(-1)).float().mean() >= 0.75
-    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in ptq.result.module.modules())
-    assert not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in lit.student.modules())
 
 
 def test_zipped_size_is_memoised_per_file_version(tmp_path):

@@ -232,3 +232,27 @@ def test_the_onnx_export_of_a_bilstm_prints_no_known_exporter_warnings(artifacts
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "onnx" / "model.onnx").is_file()
     assert not re.search(r"\w+Warning: ", proc.stderr), proc.stderr[-3000:]
+
+
+def test_loading_an_hf_or_torch_artifact_imports_no_training_code(artifacts, tmp_path, tiny_bert_dir, ubmec_texts):
+    """``load_artifact`` of an HF and a torch artifact (a static student rebuilt without pickle, fp32 and
+    torch.ao int8) and a prediction import neither Lightning nor the quantization dispatcher."""
+    from bertcompress.compression.apply import compress_and_save
+
+    q = {
+        "_target_": "bertcompress.compression.steps.PostTrainingQuantization",
+        "mode": "dynamic",
+        "backend": "torch_ao",
+    }
+    int8 = OmegaConf.create({"name": "quant", "pruning": None, "quantization": q})
+    compress_and_save(_static_final("bilstm", tiny_bert_dir, ubmec_texts[:200]), int8, tmp_path / "int8", None)
+    dirs = [str(artifacts[k][0]) for k in ("teacher", "cnn")] + [str(tmp_path / "int8")]
+    code = (
+        "import sys\nfrom bertcompress.runtime import load_artifact\n"
+        "for d in sys.argv[1:]:\n    load_artifact(d).predict_proba(['আমি আজ খুব খুশি'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'torchmetrics')"
+        " or m == 'bertcompress.compression.quantization'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *dirs], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

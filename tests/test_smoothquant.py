@@ -10,7 +10,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bertcompress.compression.quantization import QuantizationCallback, check_quant_config
+from bertcompress.compression.quant_config import check_quant_config
+from bertcompress.compression.quantization import Quantizer
 from bertcompress.compression.smoothquant import SmoothedLinear, smooth_linears
 from tests.test_compression import _final_model, load_artifact_batches
 
@@ -56,7 +57,7 @@ def test_smoothing_reduces_dynamic_int8_error_on_outlier_channels(seed):
         ref = torch.cat([model(b) for b in batches])
 
     def int8_error(alpha):
-        cb = QuantizationCallback("dynamic", "torch_ao", per_channel=False, smoothquant_alpha=alpha)
+        cb = Quantizer("dynamic", "torch_ao", per_channel=False, smoothquant_alpha=alpha)
         q = cb.apply(copy.deepcopy(model), batches)
         with torch.no_grad():
             return (torch.cat([q.module(b) for b in batches]) - ref).abs().mean().item(), q.report
@@ -70,7 +71,7 @@ def test_smoothing_reduces_dynamic_int8_error_on_outlier_channels(seed):
 
 def test_per_channel_torch_ao_weights_have_one_scale_per_output_row():
     model = _TwoLayer().eval()
-    q = QuantizationCallback("dynamic", "torch_ao", per_channel=True).apply(model)
+    q = Quantizer("dynamic", "torch_ao", per_channel=True).apply(model)
     w = q.module.hidden.weight()
     assert w.qscheme() == torch.per_channel_affine and w.q_per_channel_scales().shape == (64,)
     assert q.report["per_channel"] is True
@@ -126,7 +127,7 @@ def test_bad_smoothquant_config_is_rejected(args, match):
 
 
 def test_smoothquant_without_calibration_data_is_an_error():
-    cb = QuantizationCallback("dynamic", "torch_ao", smoothquant_alpha=0.5)
+    cb = Quantizer("dynamic", "torch_ao", smoothquant_alpha=0.5)
     with pytest.raises(ValueError, match="SmoothQuant needs calibration batches"):
         cb.apply(_TwoLayer())
     with pytest.raises(ValueError, match="gave none"):
@@ -137,9 +138,9 @@ def test_smoothquant_with_per_tensor_weights_warns(caplog):
     import logging
 
     with caplog.at_level(logging.WARNING, logger="bertcompress.compression.quantization"):
-        QuantizationCallback("dynamic", "torch_ao", per_channel=False, smoothquant_alpha=0.75)
+        Quantizer("dynamic", "torch_ao", per_channel=False, smoothquant_alpha=0.75)
     assert "per_channel=true" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="bertcompress.compression.quantization"):
-        QuantizationCallback("dynamic", "torch_ao", per_channel=True, smoothquant_alpha=0.75)
+        Quantizer("dynamic", "torch_ao", per_channel=True, smoothquant_alpha=0.75)
     assert "per_channel" not in caplog.text

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bertcompress.compression.quantization import OBSERVERS, QuantizationError
+from bertcompress.compression.quant_config import OBSERVERS, QuantizationError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from bertcompress.compression.quantization import QuantizationError, check_quant_config
+from bertcompress.compression.quant_config import QuantizationError, check_quant_config
 
 log = logging.getLogger(__name__)
 

@@ -13,78 +13,23 @@ backend and what it lacks; none falls back to another silently.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 from torch import nn
 
-from bertcompress.compression.smoothquant import check_alpha, smooth_linears
+from bertcompress.compression.quant_config import (  # noqa: F401  (re-exported: the settings' one home)
+    BACKENDS,
+    MODES,
+    OBSERVERS,
+    QuantizationError,
+    check_quant_config,
+)
+from bertcompress.compression.smoothquant import smooth_linears
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("torchao", "torch_ao", "onnxruntime")
-
-
-MODES = ("dynamic", "static", "fp16", "bf16")
-
-
-OBSERVERS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
-
-
-class QuantizationError(RuntimeError):
-    """A backend cannot do what the config asks; the message names the backend and what it lacks."""
-
-
-def check_quant_config(
-    mode: str,
-    backend: str,
-    calibration_batches: int | None = None,
-    observer: str = "minmax",
-    smoothquant_alpha: float | None = None,
-):
-    """Validate a quantization config before any work.
-
-    Raises:
-        ValueError: unknown mode/backend/observer, static quantization or SmoothQuant without calibration
-            batches, a SmoothQuant alpha outside (0, 1], or SmoothQuant with an fp16/bf16 cast.
-        QuantizationError: a combination the backend does not support.
-    """
-    if smoothquant_alpha is not None:
-        if mode in {"fp16", "bf16"}:
-            raise ValueError(
-                f"compression.quantization.smoothquant_alpha={smoothquant_alpha} is for int8 PTQ; "
-                f"mode={mode} casts weights: set smoothquant_alpha=null"
-            )
-        check_alpha(smoothquant_alpha)
-        if not calibration_batches or calibration_batches < 1:
-            raise ValueError(
-                "SmoothQuant calibrates on training batches: set compression.quantization.calibration_batches >= 1"
-            )
-    if mode not in MODES:
-        raise ValueError(f"compression.quantization.mode={mode!r}: expected one of {MODES}")
-    if backend not in BACKENDS:
-        raise ValueError(f"compression.quantization.backend={backend!r}: expected one of {BACKENDS}")
-    if mode == "static":
-        if not calibration_batches or calibration_batches < 1:
-            raise ValueError(
-                "static quantization needs calibration data: set compression.quantization.calibration_batches >= 1"
-            )
-        if observer not in OBSERVERS:
-            raise ValueError(f"compression.quantization.observer={observer!r}: expected one of {list(OBSERVERS)}")
-        if backend != "onnxruntime":
-            raise QuantizationError(
-                f"backend {backend!r} cannot do static int8 PTQ of transformer encoders on CPU here "
-                "(torchao has no CPU static int8 config; torch.ao needs QuantStubs in the model): use "
-                "compression.quantization.backend=onnxruntime"
-            )
-    if mode in {"fp16", "bf16"} and backend == "onnxruntime":
-        raise QuantizationError(
-            f"backend 'onnxruntime' here exports fp32 graphs only; use {mode} with backend=torch_ao"
-        )
 
 
 @dataclass
@@ -103,7 +48,6 @@ class QuantizedModel:
 class Quantizer:
     """Post-training quantization (PTQ) of a trained model, outside any fit: :meth:`apply` (the compression
     step :class:`bertcompress.compression.steps.PostTrainingQuantization` uses it on the run's final model).
-    :class:`QuantizationCallback` runs the same at the end of a Lightning fit.
 
     Args:
         mode: ``dynamic`` (int8 weights, activations quantized on the fly), ``static`` (int8 weights and
@@ -181,7 +125,7 @@ class Quantizer:
         Raises:
             ValueError: the ONNX backend or SmoothQuant without data, or the ONNX backend without a workdir.
         """
-        from bertcompress.compression.quant_onnx import export_onnx, quantize_onnx  # the backends import this module
+        from bertcompress.compression.quant_onnx import export_onnx, quantize_onnx  # onnx, onnxruntime: on use
         from bertcompress.compression.quant_torch import quantize_torch
 
         module = module.eval()
@@ -226,40 +170,3 @@ class Quantizer:
         )
         report["fusion"] = fusion if fusion is not None else ("not a BERT encoder: unfused" if self.fuse else None)
         return QuantizedModel("onnx", {**report, "smoothquant": smoothing}, onnx_file=int8)
-
-
-class QuantizationCallback(L.Callback):
-    """PTQ where Lightning runs it: at the end of a fit, ``on_fit_end`` quantizes a copy of the trained module
-    (``pl_module.student``, or the HF model of a teacher) with the datamodule's train batches as calibration
-    data and keeps it in :attr:`result` (the trained module itself stays fp32). The arguments are
-    :class:`Quantizer`'s.
-    """
-
-    def __init__(self, *args, **kwargs):
-        self.quantizer = Quantizer(*args, **kwargs)
-        self.result: QuantizedModel | None = None
-
-    @classmethod
-    def from_config(cls, q) -> QuantizationCallback:
-        """From a ``compression.quantization`` config node (dict-like)."""
-        out = cls.__new__(cls)
-        out.quantizer, out.result = Quantizer.from_config(q), None
-        return out
-
-    def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
-        """:meth:`Quantizer.apply`."""
-        return self.quantizer.apply(module, calibration_loader, workdir)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import tempfile
-
-        from bertcompress.models.students import HFStudent
-
-        # DistillStudent keeps the batch -> logits module in .student; TeacherFinetune an HF model in .model
-        student = getattr(pl_module, "student", None)
-        model = copy.deepcopy(student if student is not None else HFStudent(pl_module.model)).cpu()
-        loader = trainer.datamodule.train_dataloader() if getattr(trainer, "datamodule", None) else None
-        q = self.quantizer
-        workdir = tempfile.mkdtemp(prefix="bertcompress-ptq-") if q.backend == "onnxruntime" else None
-        self.result = q.apply(model, loader, workdir)
-        log.info("PTQ (%s, %s) done: %s", q.mode, q.backend, self.result.report)

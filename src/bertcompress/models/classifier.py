@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from torchmetrics.metric import jit_distributed_available
 
 from bertcompress.models.mean_pool import POOLINGS, MeanPoolBertForSequenceClassification, mean_pool_config
+from bertcompress.models.tasks import TASKS, auto_model_class  # noqa: F401  (their home: models.tasks)
 
 
 def _metric_set(num_labels: int, prefix: str) -> MetricCollection:
@@ -153,26 +154,6 @@ class ClassifierModule(L.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(self.warmup_ratio * total), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-TASKS = ("classification", "ner")
-
-
-def auto_model_class(task: str):
-    """``AutoModelForSequenceClassification`` (classification) or ``AutoModelForTokenClassification`` (ner).
-
-    Raises:
-        ValueError: for another task name.
-    """
-    import transformers
-
-    if task not in TASKS:
-        raise ValueError(f"task={task!r}: expected one of {TASKS}")
-    return (
-        transformers.AutoModelForTokenClassification
-        if task == "ner"
-        else transformers.AutoModelForSequenceClassification
-    )
 
 
 class TeacherFinetune(ClassifierModule):

@@ -59,7 +59,7 @@ def _label_config(model_config, label_names):
 def _load_classifier(model_dir: Path, label_names, task: str = "classification"):
     from transformers import AutoConfig
 
-    from bertcompress.models.classifier import auto_model_class
+    from bertcompress.models.tasks import auto_model_class
 
     config = AutoConfig.from_pretrained(model_dir)
     same = len(getattr(config, "id2label", {}) or {}) == len(label_names)

@@ -22,8 +22,8 @@ def hf_predictor(
     """A :class:`Predictor` for a plain HF dir (e.g. the cached fp32 teacher, the benchmark's reference)."""
     from transformers import AutoTokenizer
 
-    from bertcompress.models.classifier import auto_model_class
     from bertcompress.models.students import HFStudent
+    from bertcompress.models.tasks import auto_model_class
 
     path = Path(model_dir)
     manifest = {
@@ -80,8 +80,8 @@ def _load(path: Path, manifest: dict, threads: int | None) -> Predictor:
     encoder = _encoder(task, tokenizer, manifest["max_length"], manifest.get("text_normalizer"))
     fmt = manifest["format"]
     if fmt == "hf":
-        from bertcompress.models.classifier import auto_model_class
         from bertcompress.models.students import HFStudent
+        from bertcompress.models.tasks import auto_model_class
 
         module = HFStudent(auto_model_class(task).from_pretrained(path, use_safetensors=True).eval())
         return Predictor(path, manifest, encoder, module=module)

@@ -38,8 +38,8 @@ def build_float(spec: dict, directory: Path) -> nn.Module:
     if spec["builder"] == "hf":
         from transformers import AutoConfig
 
-        from bertcompress.models.classifier import auto_model_class
         from bertcompress.models.students import HFStudent
+        from bertcompress.models.tasks import auto_model_class
 
         model = auto_model_class(spec.get("task", "classification")).from_config(AutoConfig.from_pretrained(directory))
         if spec.get("structure"):
