@@ -136,13 +136,15 @@ def run_job(cfg: DictConfig) -> dict:
 
 def exit_on_sigterm() -> None:
     """Turn SIGTERM (``kill``, a scheduler's time limit) into ``SystemExit(143)`` in the main thread, so that
-    the job unwinds: its W&B run is closed as failed and its temp files are removed. Lightning calls this
-    handler after its own during a fit."""
+    the job unwinds: its W&B run is closed as failed and its temp files are removed. During a fit Lightning's
+    own handler is in force (it calls this one too, which then leaves it to Lightning): it stops at the next
+    step, and :func:`bertcompress.stages.fit.fit_best` exits 143 the same way, keeping ``last.ckpt``."""
     import signal
     import threading
 
     def _exit(signum, frame):
-        raise SystemExit(128 + signum)
+        if signal.getsignal(signal.SIGTERM) is _exit:  # no fit running: ours alone
+            raise SystemExit(128 + signum)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit)

@@ -32,6 +32,7 @@ from bertcompress.models.students import (
     truncate_layers,
     truncation_layers,
 )
+from bertcompress.models.students.registry import get_student
 from bertcompress.models.students.spec import static_spec
 from bertcompress.models.vocab import corpus_keep_ids, reduce_tokenizer, reduce_vocabulary
 
@@ -206,7 +207,7 @@ def build_student(
     if task == "ner":
         train_texts = [" ".join(words) for words in train_texts]  # the vocabulary of the corpus
         target = str(cfg.get("model", {}).get("_target_", "")) if kind == "static" else ""
-        if kind == "static" and not target.endswith("bilstm_student"):
+        if kind == "static" and not get_student(target).supports_ner:
             raise ValueError(
                 f"student={cfg.name}: task=ner supports the static BiLSTM tagger (student=bilstm), the truncated "
                 "teacher and hub students; the CNN and ensemble students pool a whole text"

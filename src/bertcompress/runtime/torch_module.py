@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from bertcompress.compression.serialize import decode_into, read_module_doc, wrap_smoothed
-from bertcompress.models.students.spec import STATIC_BUILDERS
+from bertcompress.models.students.registry import get_student
 
 
 def build_float(spec: dict, directory: Path) -> nn.Module:
@@ -23,17 +23,14 @@ def build_float(spec: dict, directory: Path) -> nn.Module:
         ValueError: an unknown builder or static-student function.
     """
     if spec["builder"] == "static":
-        from bertcompress.models import students
         from bertcompress.models.students.static import StaticEmbedding
 
-        if spec["function"] not in STATIC_BUILDERS:
-            raise ValueError(f"{directory}: unknown static student builder {spec['function']!r}")
+        build = get_student(spec["function"], key=f"{directory}/module.json spec.function").builder
         e = spec["embedding"]
         embedding = StaticEmbedding(
             torch.zeros(e["num_embeddings"], e["dim"]), dropout=e["dropout"], padding_idx=e["padding_idx"]
         )
         extra = {"per_token": True} if spec.get("per_token") else {}
-        build = getattr(students, spec["function"])
         return build(embedding=embedding, num_labels=spec["num_labels"], **spec["kwargs"], **extra)
     if spec["builder"] == "hf":
         from transformers import AutoConfig

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from bertcompress.models.students.registry import register_student
 from bertcompress.models.students.static import (
     StaticEmbedding,
     StaticStudent,
@@ -50,6 +51,7 @@ class EnsembleStudent(nn.Module):
         return torch.einsum("m,mbc->bc", self.weights(), self.member_logits(batch))
 
 
+@register_student("ensemble_student")
 def ensemble_student(
     embedding: StaticEmbedding,
     num_labels: int,

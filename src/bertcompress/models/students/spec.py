@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-# the static-student builders an artifact may name (never an arbitrary import path from a file)
-STATIC_BUILDERS = ("bilstm_student", "cnn_student", "cnn_lstm_student", "ensemble_student")
+from bertcompress.models.students.registry import get_student
 
 
 def static_spec(target: str, kwargs: dict, embedding: nn.Module, num_labels: int, per_token: bool) -> dict:
@@ -14,11 +13,10 @@ def static_spec(target: str, kwargs: dict, embedding: nn.Module, num_labels: int
     arguments, the label count and the embedding table's sizes ((V, D), padding id, dropout).
 
     Raises:
-        ValueError: a builder not in :data:`STATIC_BUILDERS`.
+        ValueError: a builder that is not a registered static student
+            (:mod:`bertcompress.models.students.registry`).
     """
-    name = target.rsplit(".", 1)[-1]
-    if name not in STATIC_BUILDERS:
-        raise ValueError(f"student.model._target_={target!r}: artifacts can rebuild only {STATIC_BUILDERS}")
+    name = get_student(target).name
     table = embedding.embedding
     return {
         "builder": "static",

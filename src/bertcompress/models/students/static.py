@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from bertcompress.models.students.ngram import HashedNgramBag
+from bertcompress.models.students.registry import register_student
 
 
 class StaticEmbedding(nn.Module):
@@ -163,6 +164,7 @@ class BiLSTMTagger(nn.Module):
         return self.classifier(self.dropout(h))
 
 
+@register_student("bilstm_student", supports_ner=True)
 def bilstm_student(
     embedding: StaticEmbedding, num_labels: int, hidden_size: int = 256, dropout: float = 0.3, per_token: bool = False
 ):
@@ -172,6 +174,7 @@ def bilstm_student(
     return StaticStudent(embedding, BiLSTMEncoder(embedding.dim, hidden_size), num_labels, dropout)
 
 
+@register_student("cnn_student")
 def cnn_student(
     embedding: StaticEmbedding,
     num_labels: int,
@@ -189,6 +192,7 @@ def cnn_student(
     return StaticStudent(embedding, encoder, num_labels, dropout, bag=bag)
 
 
+@register_student("cnn_lstm_student")
 def cnn_lstm_student(
     embedding: StaticEmbedding, num_labels: int, num_filters: int = 128, hidden_size: int = 128, dropout: float = 0.3
 ):
