@@ -291,7 +291,9 @@ def test_table_4_has_the_teacher_of_student_jobs_with_its_confusion_matrix_in_ta
     assert table4["model"].tolist() == ["t", "tfidf_lr"]
     teacher = agg.set_index("model").loc["t"]
     assert teacher["macro_f1"] == 50.0 and teacher["size_mb"] == 400.0 and teacher["speedup"] == 1.0
-    assert summary_markdown(agg, runs).count("3 finished jobs, 0 failed") == 1
+    md = summary_markdown(agg, runs)
+    assert md.count("3 finished jobs, 0 failed") == 1
+    assert "Table 6" not in md and "Table 7" in md  # no teacher compressed alone: that table is left out
     out = make_report(root)
     pngs = sorted(p.name for p in (out["dir"] / "confusion").glob("*.png"))
     assert pngs[0] == "01_t.png" and len(pngs) == len(agg)

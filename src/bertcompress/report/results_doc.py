@@ -1,6 +1,6 @@
 """``RESULTS.md`` from the committed summaries: ``results/HEADER.md`` (how and where the figures were
 measured), then per corpus dir (``results/<corpus>/``) every ``*.md`` summary in name order, and each
-``summary.csv`` that has no ``summary.md`` beside it rendered as a table."""
+``summary.csv`` that has no ``summary.md`` beside it rendered as a table; ``results/archive/`` is left out."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from bertcompress.report.tables import markdown_table
 from bertcompress.utils.io import atomic_write_text
 
 HEADER = "HEADER.md"
+# summaries of former defaults, kept for reference and left out of RESULTS.md (each says what it measured)
+ARCHIVE = "archive"
 CORPUS_TITLES = {"ubmec": "UBMEC (Bengali emotion, 6 classes)", "conll2003": "CoNLL-2003 (English NER)"}
 
 
@@ -28,7 +30,7 @@ def build_results_doc(results_dir: str | Path, out: str | Path | None = None) ->
     parts = [header.read_text(encoding="utf-8").rstrip() + "\n"]
     order = list(CORPUS_TITLES)
     corpora = sorted(
-        (d for d in root.iterdir() if d.is_dir()),
+        (d for d in root.iterdir() if d.is_dir() and d.name != ARCHIVE),
         key=lambda d: (order.index(d.name) if d.name in order else len(order), d.name),
     )
     for corpus in corpora:

@@ -216,7 +216,7 @@ def cache_summary(runs: pd.DataFrame) -> str | None:
 
 
 def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
-    """``summary.md``: the four tables, the floor, the Pareto front, cache hits and failed jobs."""
+    """``summary.md``: the paper's tables that have rows, the floor, the Pareto front, cache hits and failed jobs."""
     parts = ["# bertcompress report\n"]
     failed = runs[runs["status"] != "finished"]
     jobs = runs[~runs["derived"].fillna(False).astype(bool)] if "derived" in runs else runs
@@ -238,8 +238,10 @@ def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
             f"Classical floor ({FLOOR_MODEL}): macro-F1 {floor['macro_f1'].mean():.2f}; "
             f"{int(agg['below_floor'].sum())} neural row(s) do not beat it (⚠).\n"
         )
-    for key, title in TABLES.items():
-        parts.append(f"\n## {title}\n\n" + markdown_table(display_table(agg, key)))
+    for key, title in TABLES.items():  # a table no configuration falls into is left out
+        table = display_table(agg, key)
+        if not table.empty:
+            parts.append(f"\n## {title}\n\n" + markdown_table(table))
     parts.append("\n## Pareto front (macro-F1 vs latency p50)\n\n")
     parts.append(markdown_table(pareto_table(agg)))
     caches = cache_summary(runs)
