@@ -8,6 +8,7 @@ Errors keep the readers' messages: the file, the byte offset and line of a bad e
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -156,8 +157,9 @@ def load_splits(path: str, split_map: dict, config_name: str | None = None, key:
 
 
 def encoder_identity(encoder) -> str | None:
-    """A content hash of what an encoder does to a text (tokenizer vocabulary and rules, truncation length,
-    normalizer), or None when it cannot be had (a slow tokenizer): then nothing is cached on disk."""
+    """A content hash of what an encoder does to a text (tokenizer vocabulary and rules, the encoder's class
+    and settings such as the truncation length, the normalizer), or None when it cannot be had (a slow
+    tokenizer, state with no stable description): then nothing is cached on disk."""
     backend = getattr(encoder.tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
@@ -167,7 +169,12 @@ def encoder_identity(encoder) -> str | None:
         name = "" if norm is None else f"{getattr(norm, '__module__', '')}.{getattr(norm, '__qualname__', '')}"
         spec = json.loads(backend.to_str())
         spec.pop("truncation", None), spec.pop("padding", None)  # call-time state: max_length is hashed below
-        parts = [json.dumps(spec, sort_keys=True), str(encoder.max_length), name]
+        kind = f"{type(encoder).__module__}.{type(encoder).__qualname__}"
+        fields = {f.name: repr(getattr(encoder, f.name)) for f in dataclasses.fields(encoder)}
+        fields = {k: v for k, v in fields.items() if k not in ("tokenizer", "normalizer")}
+        if any(" at 0x" in v for v in fields.values()):  # state with no stable description: not cached
+            return None
+        parts = [json.dumps(spec, sort_keys=True), kind, json.dumps(fields, sort_keys=True), name]
         if norm is not None and not hasattr(norm, "__qualname__"):
             return None
         memo = hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import load_file, save_file
 
 from bertcompress.data.augment import read_unlabeled
-from bertcompress.data.encoding import EncodedDataset, PadCollator
+from bertcompress.data.encoding import PadCollator
+from bertcompress.data.hf_io import encode_dataset
 from bertcompress.distill.feature_module import feature_losses, use_eager_attention
 from bertcompress.distill.features import feature_terms
 from bertcompress.stages.teacher import TeacherResult
@@ -106,7 +107,8 @@ def general_distillation(cfg: DictConfig, bundle, teacher: TeacherResult, dm, lo
         terms = feature_terms(g.get("terms") or DEFAULT_TERMS, student.config, teacher_model.config)
         ids = torch.tensor(kept, dtype=torch.long) if kept is not None else None
         module = GeneralDistill(student, teacher_model, terms, ids, float(g.get("lr", 1e-4)))
-        encoded = EncodedDataset(list(range(len(texts))), bundle.encoder(texts), [0] * len(texts))
+        tokens = Path(cfg.paths.cache_dir) / "tokens"  # the pools, tokenized once (Dataset.map, by content)
+        encoded = encode_dataset(range(len(texts)), texts, [0] * len(texts), bundle.encoder, tokens)
         loader = torch.utils.data.DataLoader(
             encoded,
             batch_size=int(g.get("batch_size", 32)),

@@ -13,7 +13,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from bertcompress.data.datamodule import ClassificationDataModule
-from bertcompress.data.encoding import EncodedDataset, TextEncoder
+from bertcompress.data.encoding import TextEncoder
+from bertcompress.data.hf_io import encode_dataset
 from bertcompress.data.normalize import get_text_normalizer
 from bertcompress.distill.soft_targets import TeacherLogitCache, predict_logits
 from bertcompress.metrics import METRIC_UNIT
@@ -209,7 +210,7 @@ def text_logits_fn(t: TeacherResult, batch_size: int):
     """``texts -> (N, C)`` logits of a fine-tuned transformer teacher (texts with no corpus id)."""
 
     def fn(texts):
-        ds = EncodedDataset(list(range(len(texts))), t.encoder(texts), [-100] * len(texts))
+        ds = encode_dataset(range(len(texts)), texts, [-100] * len(texts), t.encoder)
         return predict_logits(t.module, ds, t.encoder.tokenizer, batch_size, "member logits")[1].numpy()
 
     return fn
