@@ -132,7 +132,7 @@ def test_a_truncated_student_distils_hidden_states_attention_and_relations(tmp_p
     assert results["student"]["loss"]["mode"] == "kl" and results["final_test"]["n"] == 48
     plain = run(compose(base, tmp_path))  # the logit-only student is another cache entry
     assert plain["student"]["cache_dir"] != results["student"]["cache_dir"]
-    with pytest.raises(ValueError, match=r"student\.loss\.terms with student=cnn"):
+    with pytest.raises(ValueError, match=r"student\.loss\.terms \(student=cnn, kind=static\)"):
         run(compose([*tiny_run_overrides, "student=cnn", "baseline=none", terms[0]], tmp_path))
 
 
