@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -88,3 +89,20 @@ def test_make_install_takes_torch_from_the_index_given_and_the_registry_by_defau
     ).stdout  # fmt: skip
     assert default.splitlines()[0].split() == ["python3", "-m", "pip", "install", '"torch==2.13.0"']
     assert '--index-url "https://download.pytorch.org/whl/cpu" "torch==2.13.0"' in cpu.splitlines()[0]
+
+
+def test_every_cli_argument_has_help_text_and_shows_its_default():
+    import argparse
+
+    from bertcompress_runtime.cli import bench_parser, predict_parser
+
+    for parser in (bench_parser("b"), predict_parser("p")):
+        assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+        for action in parser._actions:
+            assert action.help and action.help.strip(), f"{parser.prog}: {action.dest} has no help"
+        assert "example:" in parser.format_help() and "(default: 50)" in bench_parser("b").format_help()
+    help_text = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert "python train.py experiment=smoke" in help_text and "student: " in help_text
+    assert len(help_text.splitlines()) < 60  # examples and groups, not the whole config

@@ -45,21 +45,27 @@ def read_texts(args) -> list[str]:
     return read_text_lines(args.file, f"--file {args.file}")
 
 
-def predict_parser(description: str) -> argparse.ArgumentParser:
-    """The options of ``bertcompress-predict``, shared with the training install's ``predict``."""
+def _parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    """A parser whose ``--help`` shows every default and an example, with the ``--threads`` option."""
     parser = argparse.ArgumentParser(
-        prog="bertcompress-predict",
+        prog=prog,
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog='example: bertcompress-predict logs/train/runs/<time>/artifact "আমি খুব খুশি"',
+        epilog=f"example: {example}",
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op CPU threads (none: the runtime's default, all cores)"
+    )
+    return parser
+
+
+def predict_parser(description: str) -> argparse.ArgumentParser:
+    """The options of ``bertcompress-predict``, shared with the training install's ``predict``."""
+    parser = _parser("bertcompress-predict", description, 'bertcompress-predict <run>/artifact "আমি খুব খুশি"')
     parser.add_argument("artifact", help="an artifact dir (a run's artifact/, with manifest.json)")
     parser.add_argument("text", nargs="*", default=[], help="texts to classify (none: read --file or stdin)")
     parser.add_argument("--file", "-f", default=None, help="a file with one text per line ('-' for stdin)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per text")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="intra-op CPU threads (none: the runtime's default, all cores)"
-    )
     return parser
 
 
@@ -147,12 +153,8 @@ def _latency(predictor, texts, runs: int, warmup: int) -> dict:
 
 def bench_parser(description: str) -> argparse.ArgumentParser:
     """The options of ``bertcompress-bench``, shared with the training install's ``bench``."""
-    parser = argparse.ArgumentParser(
-        prog="bertcompress-bench",
-        description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="example: bertcompress-bench <run>/artifact --data test.csv --label-map label_map.yaml --threads 1",
-    )
+    example = "bertcompress-bench <run>/artifact --data test.csv --label-map label_map.yaml --threads 1"
+    parser = _parser("bertcompress-bench", description, example)
     parser.add_argument("artifact", help="the artifact dir to benchmark (with manifest.json)")
     parser.add_argument(
         "--reference",
@@ -168,9 +170,6 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=None, help="use the first N rows (none: all)")
     parser.add_argument("--runs", type=int, default=50, help="timed batch-1 passes for latency p50/p95 (ms)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed passes before timing")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="intra-op CPU threads (none: the runtime's default, all cores)"
-    )
     parser.add_argument("--out", default=None, help="write the result JSON here (atomically)")
     return parser
 
