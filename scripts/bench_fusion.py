@@ -25,7 +25,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +84,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import hydra
     from bertcompress_runtime.predictor import onnx_session
+    from bertcompress_runtime.timing import interleaved_latency, throughput_seconds
     from transformers import AutoTokenizer
 
     from bertcompress.benchmark.machine import machine_info
@@ -123,22 +123,12 @@ def main(argv=None) -> int:
             }
         singles = [enc([t]) for t in texts[: args.per_round]]
         bigs = [enc(texts[i : i + 32]) for i in range(0, min(len(texts), 256), 32)]
-        lat = {k: [] for k in sessions}
-        for s in sessions.values():  # warm-up
-            for b in singles[:3]:
-                s.run(["logits"], b)
         load_before = os.getloadavg()[0]
-        thr = {k: 0.0 for k in sessions}
-        for _ in range(args.rounds):
-            for k, s in sessions.items():
-                for b in singles:
-                    t0 = time.perf_counter()
-                    s.run(["logits"], b)
-                    lat[k].append((time.perf_counter() - t0) * 1000)
-                t0 = time.perf_counter()
-                for b in bigs:
-                    s.run(["logits"], b)
-                thr[k] += time.perf_counter() - t0
+        fns = [lambda b, s=s: s.run(["logits"], b) for s in sessions.values()]
+        # the one timing loop: 3 warm-up calls, then each round of texts a block, session after session
+        rounds = singles[:3] + singles * args.rounds
+        lat = dict(zip(sessions, interleaved_latency(fns, [rounds] * len(fns), 3, len(singles)), strict=True))
+        thr = dict(zip(sessions, throughput_seconds(fns, [bigs[:1] + bigs * args.rounds] * len(fns)), strict=True))
         n_big = sum(len(b["input_ids"]) for b in bigs) * args.rounds
         preds = {
             k: np.concatenate([s.run(["logits"], enc(texts[i : i + 64]))[0] for i in range(0, len(texts), 64)]).argmax(

@@ -7,7 +7,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -132,21 +131,16 @@ def read_labelled(path: str, text_column: str, label_column: str) -> tuple[list[
 
 
 def _latency(predictor, texts, runs: int, warmup: int) -> dict:
+    """Batch-1 latency (ms) over ``runs`` texts after ``warmup``, and batch-32 throughput over 256 texts,
+    with the one timing loop (:mod:`bertcompress_runtime.timing`)."""
+    from bertcompress_runtime.timing import interleaved_latency, latency_summary, throughput_seconds
+
     singles = predictor.batches(texts[: runs + warmup], batch_size=1)
-    for b in singles[:warmup]:
-        predictor.logits(b)
-    times = []
-    for b in singles[warmup:]:
-        t0 = time.perf_counter()
-        predictor.logits(b)
-        times.append((time.perf_counter() - t0) * 1000)
+    times = interleaved_latency([predictor.logits], [singles], min(warmup, len(singles)), 10)[0]
     big = predictor.batches(texts[:256], batch_size=32)
-    t0 = time.perf_counter()
-    for b in big:
-        predictor.logits(b)
-    seconds = time.perf_counter() - t0
+    seconds = throughput_seconds([predictor.logits], [big])[0]
     return {
-        "latency_ms": {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))},
+        "latency_ms": latency_summary(times),
         "throughput_seq_s": min(256, len(texts)) / seconds if seconds else None,
     }
 

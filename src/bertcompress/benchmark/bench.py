@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from bertcompress_runtime.timing import interleaved_latency, latency_summary, throughput_seconds
 
 from bertcompress.benchmark.machine import load_average_1min, machine_info
 from bertcompress.benchmark.size import artifact_params, file_mb, zipped_mb
@@ -34,54 +35,10 @@ from bertcompress.runtime import Predictor
 log = logging.getLogger(__name__)
 
 
-def _time(fn, batch) -> float:
-    start = time.perf_counter()
-    fn(batch)
-    return (time.perf_counter() - start) * 1000.0
-
-
-def _interleaved_latency(models: list, singles: list, warmup: int, n_single: int, block_size: int) -> list[list]:
-    """Batch-1 latencies in ms, per model: ``warmup`` untimed runs each, then the timed runs in blocks.
-
-    Each block runs one untimed switch-over call, then ``block_size`` timed calls, model then reference:
-    drift cancels across blocks, and the cost of switching runtimes (thread pools waking up, caches
-    refilled, e.g. torch after ONNX Runtime) stays out of the timings."""
-    lat = [[] for _ in models]
-    for k, m in enumerate(models):  # warm-up runs, untimed
-        for i in range(warmup):
-            m.logits(singles[k][i])
-    timed = list(range(warmup, n_single))
-    for start in range(0, len(timed), block_size):
-        block = timed[start : start + block_size]
-        for k, m in enumerate(models):
-            m.logits(singles[k][block[0]])
-            for i in block:
-                lat[k].append(_time(m.logits, singles[k][i]))
-    return lat
-
-
-def _throughput_time(models: list, bigs: list) -> list[float]:
-    """Seconds per model over the throughput batches (one untimed warm-up batch each), interleaved."""
-    thr_time = [0.0 for _ in models]
-    for k, m in enumerate(models):
-        m.logits(bigs[k][0])
-    for i in range(len(bigs[0])):
-        for k, m in enumerate(models):
-            thr_time[k] += _time(m.logits, bigs[k][i]) / 1000.0
-    return thr_time
-
-
 def _figures(m: Predictor, lat: list, n_big: int, thr_time: float, throughput_batch_size: int) -> dict:
     """One model's latency (ms), throughput (sequences/s), size (MB) and parameter figures."""
-    lat_k = np.array(lat)
     return {
-        "latency_ms": {
-            "p50": float(np.percentile(lat_k, 50)),
-            "p95": float(np.percentile(lat_k, 95)),
-            "mean": float(lat_k.mean()),
-            "runs": len(lat_k),
-            "batch_size": 1,
-        },
+        "latency_ms": {**latency_summary(lat), "batch_size": 1},
         "throughput_seq_s": n_big / thr_time if thr_time else None,
         "throughput_batch_size": throughput_batch_size,
         "size_mb": file_mb(m.weights_file),
@@ -153,8 +110,9 @@ def benchmark(
     singles = [m.batches(texts[:n_single], batch_size=1) for m in models]
     n_big = min(throughput_batches * throughput_batch_size, len(texts))
     bigs = [m.batches(texts[:n_big], batch_size=throughput_batch_size) for m in models]
-    lat = _interleaved_latency(models, singles, min(warmup, n_single), n_single, block_size)
-    thr_time = _throughput_time(models, bigs)
+    fns = [m.logits for m in models]
+    lat = interleaved_latency(fns, singles, min(warmup, n_single), block_size)  # bertcompress_runtime.timing
+    thr_time = throughput_seconds(fns, bigs)
 
     def block(k: int, m: Predictor, evaluate: bool = evaluate) -> dict:
         out = _figures(m, lat[k], n_big, thr_time[k], throughput_batch_size)
