@@ -5,46 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+from bertcompress_runtime.predictor import Predictor as RuntimePredictor
 from bertcompress_runtime.predictor import check_outputs
 from torch import nn
 
 from bertcompress.data.encoding import PadCollator, TextEncoder
-from bertcompress.utils.manifest import WEIGHT_FILES, artifact_file
 
 
 @dataclass
-class Predictor:
-    """A loaded artifact: tokenizes with its own tokenizer and runs its model on CPU.
+class Predictor(RuntimePredictor):
+    """A loaded artifact: tokenizes with its own tokenizer and runs its model on CPU; the torch-free
+    runtime's :class:`bertcompress_runtime.predictor.Predictor` (label names, task, weights file,
+    ``predict_proba``) with a torch module, torch batches and sequence labeling on top.
 
     ``logits(batch)``: batch dict of (B, T) int64 tensors -> (B, C) float32 numpy ((B, T, C) for a
     sequence labeler, ``task == "ner"``, whose texts are word lists). For a text model (``sklearn``
     format: TF-IDF + LR) a batch is a list of B strings, since vectorizing is its model.
     """
 
-    path: Path
-    manifest: dict
-    encoder: TextEncoder | None
+    encoder: TextEncoder | None = None
     module: nn.Module | None = None
-    session: object | None = None
-    text_model: object | None = None
-
-    @property
-    def label_names(self) -> list[str]:
-        return self.manifest["label_names"]
-
-    @property
-    def task(self) -> str:
-        return self.manifest.get("task", "classification")
-
-    @property
-    def weights_file(self) -> Path:
-        """The weight file (checked to be a regular file inside the artifact dir)."""
-        name = self.manifest.get("weights") or WEIGHT_FILES[self.manifest["format"]]
-        return artifact_file(self.path, name, "manifest.json: weights")
 
     def logits(self, batch: dict | list[str]) -> np.ndarray:
         if self.text_model is not None:
@@ -66,17 +49,6 @@ class Predictor:
             b = collate([{"input_ids": x} for x in ids[i : i + batch_size]])
             out.append({"input_ids": b["input_ids"], "attention_mask": b["attention_mask"]})
         return out
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """(N, C) class probabilities."""
-        logits = (
-            np.concatenate([self.logits(b) for b in self.batches(texts, batch_size)])
-            if texts
-            else np.zeros((0, len(self.label_names)))
-        )
-        check_outputs(self.path, logits.shape[-1], self.label_names)
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
 
     def predict_labels(self, texts: Sequence, batch_size: int = 64) -> list:
         """Predicted label ids: one per text (N,), or for ``task == "ner"`` one per word of each word list
