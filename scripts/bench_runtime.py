@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     import torch
     from bertcompress_runtime import load
 
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     torch.set_num_threads(args.threads)
     texts = (

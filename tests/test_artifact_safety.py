@@ -21,7 +21,7 @@ from tests.test_artifacts import LABELS, _static_final, _WritesAFile
 def _loaders():
     from bertcompress_runtime import load
 
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     return {"runtime": load, "training": load_artifact}
 
@@ -29,9 +29,9 @@ def _loaders():
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory, tiny_bert_dir, ubmec_texts):
     """{kind: a pristine artifact dir}: TF-IDF floor, an ONNX CNN, a torch CNN and an hf teacher."""
+    from bertcompress.artifacts.export import export_artifact
     from bertcompress.compression.apply import compress_and_save
     from bertcompress.models.tfidf import TfidfLR
-    from bertcompress.runtime.export import export_artifact
     from tests.test_compression import _final_model
 
     root = tmp_path_factory.mktemp("safety")
@@ -65,7 +65,7 @@ def _edit(art, **changes):
     ],
 )
 def test_manifest_paths_outside_the_dir_are_refused(install, key, value, dirs, tmp_path):
-    from bertcompress.runtime import ArtifactError
+    from bertcompress.artifacts import ArtifactError
 
     art = _copy(dirs, "tfidf", tmp_path)
     shutil.copy(art / "tfidf.npz", tmp_path / "x.npz")
@@ -80,7 +80,7 @@ def test_manifest_paths_outside_the_dir_are_refused(install, key, value, dirs, t
     "kind,name", [("onnx", "model.onnx"), ("torch", "model.safetensors"), ("tfidf", "vocabulary.json")]
 )
 def test_a_symlink_out_of_the_dir_is_refused_and_one_inside_is_kept(install, kind, name, dirs, tmp_path):
-    from bertcompress.runtime import ArtifactError
+    from bertcompress.artifacts import ArtifactError
 
     art = _copy(dirs, kind, tmp_path)
     elsewhere = tmp_path / "elsewhere" / name
@@ -98,7 +98,7 @@ def test_a_symlink_out_of_the_dir_is_refused_and_one_inside_is_kept(install, kin
 
 @pytest.mark.parametrize("install", ["runtime", "training"])
 def test_a_fifo_and_an_oversized_manifest_are_refused_without_reading_them(install, dirs, tmp_path):
-    from bertcompress.runtime import ArtifactError
+    from bertcompress.artifacts import ArtifactError
 
     art = _copy(dirs, "tfidf", tmp_path)
     (art / "vocabulary.json").unlink()
@@ -116,7 +116,7 @@ def test_a_fifo_and_an_oversized_manifest_are_refused_without_reading_them(insta
 @pytest.mark.parametrize("install", ["runtime", "training"])
 @pytest.mark.parametrize("version", [99, "banana", True])
 def test_an_unknown_format_version_is_refused(install, version, dirs, tmp_path):
-    from bertcompress.runtime import ArtifactError
+    from bertcompress.artifacts import ArtifactError
 
     art = _copy(dirs, "onnx", tmp_path)
     _edit(art, format_version=version)
@@ -134,7 +134,7 @@ def test_an_onnx_artifact_of_format_1_still_loads(dirs, tmp_path):
 
 
 def test_an_hf_artifact_opens_only_its_safetensors(dirs, tmp_path):
-    from bertcompress.runtime import ArtifactError, load_artifact
+    from bertcompress.artifacts import ArtifactError, load_artifact
 
     art = _copy(dirs, "hf", tmp_path)
     marker = tmp_path / "pwned.txt"

@@ -30,8 +30,8 @@ def _static_final(name, tiny_bert_dir, texts):
 
 
 def _save_and_reload(final, tmp_path, quantization: dict | None):
+    from bertcompress.artifacts import load_artifact
     from bertcompress.compression.apply import compress_and_save
-    from bertcompress.runtime import load_artifact
 
     cfg = OmegaConf.create({"name": "q", "pruning": None, "quantization": quantization})
     compress_and_save(final, cfg, tmp_path / "art", calibration_loader=None)
@@ -95,9 +95,9 @@ def test_torchao_and_smoothquant_hf_models_reload_exactly(tmp_path, tiny_bert_di
     texts = ubmec_texts[:16]
     batches = [{k: b[k] for k in ("input_ids", "attention_mask")} for b in load_artifact_batches(final, texts)]
     for i, (backend, alpha) in enumerate((("torchao", None), ("torch_ao", 0.75))):
+        from bertcompress.artifacts import load_artifact
         from bertcompress.compression.apply import compress_and_save
         from bertcompress.compression.quantization import Quantizer
-        from bertcompress.runtime import load_artifact
 
         settings = {"mode": "dynamic", "backend": backend, "per_channel": True, "smoothquant_alpha": alpha}
         cfg = OmegaConf.create(
@@ -133,7 +133,7 @@ class _WritesAFile:
 
 @pytest.mark.parametrize("layout", ["v1_model_pt", "v2_safetensors", "v1_tfidf_pkl"])
 def test_a_pickle_payload_is_refused_and_never_run(layout, tmp_path, tiny_bert_dir, ubmec_texts):
-    from bertcompress.runtime import ArtifactError, load_artifact
+    from bertcompress.artifacts import ArtifactError, load_artifact
 
     final = _static_final("cnn", tiny_bert_dir, ubmec_texts[:8])
     _save_and_reload(final, tmp_path, None)

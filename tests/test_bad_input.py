@@ -127,7 +127,7 @@ def _hf_artifact(tmp_path, tiny_bert_dir):
     ],
 )
 def test_damaged_artifact_raises_one_artifact_error_naming_the_file(damage, match, tmp_path, tiny_bert_dir):
-    from bertcompress.runtime import ArtifactError, load_artifact
+    from bertcompress.artifacts import ArtifactError, load_artifact
 
     path = _hf_artifact(tmp_path, tiny_bert_dir)
     manifest, weights = path / "manifest.json", path / "model.safetensors"
@@ -146,7 +146,7 @@ def test_damaged_artifact_raises_one_artifact_error_naming_the_file(damage, matc
 
 
 def test_damaged_npz_and_safetensors_weights_name_the_file(tmp_path, tfidf_artifact):
-    from bertcompress.runtime import ArtifactError, load_artifact
+    from bertcompress.artifacts import ArtifactError, load_artifact
 
     (tfidf_artifact / "tfidf.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ArtifactError, match=r"tfidf: the sklearn artifact could not be loaded.*tfidf\.npz"):

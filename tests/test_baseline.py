@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bertcompress.artifacts import load_artifact
 from bertcompress.models.tfidf import TfidfLR
 from bertcompress.pipeline import run
-from bertcompress.runtime import load_artifact
 from tests.conftest import compose, requires_ubmec
 
 LABELS = ["anger", "disgust", "fear", "joy", "sadness", "surprise"]

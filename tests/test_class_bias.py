@@ -49,7 +49,7 @@ def test_fold_class_bias_names_a_model_without_a_logit_layer():
 
 
 def _artifact_logits(results: dict, texts: list[str]):
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     predictor = load_artifact(results["artifact"])
     return np.concatenate([predictor.logits(b) for b in predictor.batches(texts, 16)])

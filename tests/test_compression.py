@@ -176,8 +176,8 @@ QUANT_CASES = [
 def test_each_backend_round_trips_through_disk(mode, backend, tmp_path, tiny_bert_dir, ubmec_texts):
     from omegaconf import OmegaConf
 
+    from bertcompress.artifacts import load_artifact
     from bertcompress.compression.apply import compress_and_save
-    from bertcompress.runtime import load_artifact
 
     final = _final_model(tiny_bert_dir)
     texts = ubmec_texts[:40]
@@ -242,7 +242,7 @@ def test_dynamic_int8_agrees_with_fp32_on_a_trained_tiny_model(tmp_path, tiny_ru
     # ties, which any rounding flips, and agreement would measure the ties rather than int8
     trained = ["teacher.epochs=3", "teacher.module.optimizer.lr=2e-3", "data.limit_train=256", "data.limit_test=200"]
     fp32 = run(compose([*tiny_run_overrides, *trained], tmp_path / "a"))
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     texts = ubmec_texts[-300:]
     ref = load_artifact(tmp_path / "a" / "run" / "artifact").predict_proba(texts).argmax(-1)
@@ -277,7 +277,7 @@ def test_every_compression_config_runs_and_benchmarks(compression, tmp_path, tin
     assert bench["latency_ms"]["runs"] == min(b["n_runs"] + b["warmup"], n_test) - min(b["warmup"], n_test)
     assert bench["throughput_seq_s"] > 0 and bench["speedup"] > 0 and bench["size_zip_mb"] > 0
     # sizes are of the files that load: the teacher's safetensors and the artifact's own weights file
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     teacher_mb = (Path(results["teacher"]["model_dir"]) / "model.safetensors").stat().st_size / 1e6
     artifact_mb = load_artifact(results["artifact"]).weights_file.stat().st_size / 1e6

@@ -352,10 +352,10 @@ def test_cnn_bag_student_exports_to_static_int8_onnx(tmp_path, tiny_tokenizer_di
     import onnx
     from transformers import AutoTokenizer
 
+    from bertcompress.artifacts import load_artifact
     from bertcompress.compression.apply import FinalModel, compress_and_save
     from bertcompress.data.encoding import PadCollator, TextEncoder
     from bertcompress.models.students import StaticEmbedding, cnn_student
-    from bertcompress.runtime import load_artifact
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)

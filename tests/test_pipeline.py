@@ -121,9 +121,9 @@ def test_without_the_benchmark_the_headline_is_still_the_reloaded_artifacts(tmp_
     """benchmark.enabled=false: final_test scores the compressed artifact from disk, not the fp32 student."""
     import hydra
 
+    from bertcompress.artifacts import load_artifact
     from bertcompress.metrics import classification_metrics
     from bertcompress.pipeline import run
-    from bertcompress.runtime import load_artifact
 
     cfg = compose(
         [*tiny_run_overrides, "debug=fdr", "student=cnn", "compression=quant_onnx", "benchmark.enabled=false"], tmp_path
@@ -145,7 +145,7 @@ def test_out_of_domain_sets_score_artifact_teacher_and_floor_as_bench_label_map_
     its first rows through the label map; the artifact's figures equal ``bench --label-map`` on those rows."""
     from bertcompress_runtime.labelmap import evaluate, read_label_map
 
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
     from bertcompress.stages.eval_sets import _read, eval_set_specs
 
     cfg = compose([*tiny_run_overrides, "benchmark.enabled=false"], tmp_path)

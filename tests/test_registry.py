@@ -19,9 +19,9 @@ def test_the_shipped_students_are_registered_with_what_they_support():
 
 
 def test_a_new_student_is_built_and_rebuilt_from_its_artifact_spec_through_the_registry(tmp_path, monkeypatch):
+    from bertcompress.artifacts.torch_module import build_float
     from bertcompress.models.students.spec import static_spec
     from bertcompress.models.students.static import StaticEmbedding
-    from bertcompress.runtime.torch_module import build_float
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 

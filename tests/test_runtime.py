@@ -37,9 +37,9 @@ def run_without_torch(code: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, tiny_bert_dir, ubmec_texts):
     """{kind: (source artifact dir, exported dir, int8?)} for every artifact kind."""
+    from bertcompress.artifacts.export import export_artifact
     from bertcompress.compression.apply import compress_and_save
     from bertcompress.models.tfidf import TfidfLR
-    from bertcompress.runtime.export import export_artifact
     from tests.test_compression import _final_model
 
     root = tmp_path_factory.mktemp("runtime")
@@ -68,7 +68,7 @@ def artifacts(tmp_path_factory, tiny_bert_dir, ubmec_texts):
     "kind", ["teacher", "teacher_int8", "cnn", "cnn_int8", "cnn_bag", "bilstm", "cnn_lstm", "ensemble", "tfidf"]
 )
 def test_each_artifact_kind_classifies_without_torch_like_the_torch_path(kind, artifacts, ubmec_texts, tmp_path):
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     src, exported, int8 = artifacts[kind]
     texts = ubmec_texts[300:340]
@@ -204,7 +204,7 @@ def test_a_text_gets_the_same_probabilities_alone_and_batched_with_longer_texts(
     runtime and (for the fp32 source) on the torch path."""
     from bertcompress_runtime import load
 
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     src, exported, int8 = artifacts[kind]
     by_length = sorted(ubmec_texts[:400], key=len)
@@ -248,7 +248,7 @@ def test_loading_an_hf_or_torch_artifact_imports_no_training_code(artifacts, tmp
     compress_and_save(_static_final("bilstm", tiny_bert_dir, ubmec_texts[:200]), int8, tmp_path / "int8", None)
     dirs = [str(artifacts[k][0]) for k in ("teacher", "cnn")] + [str(tmp_path / "int8")]
     code = (
-        "import sys\nfrom bertcompress.runtime import load_artifact\n"
+        "import sys\nfrom bertcompress.artifacts import load_artifact\n"
         "for d in sys.argv[1:]:\n    load_artifact(d).predict_proba(['আমি আজ খুব খুশি'])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning', 'torchmetrics')"
         " or m == 'bertcompress.compression.quantization'))"
@@ -256,3 +256,19 @@ def test_loading_an_hf_or_torch_artifact_imports_no_training_code(artifacts, tmp
     proc = subprocess.run([sys.executable, "-c", code, *dirs], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_runtime_never_imports_the_training_package_by_name():
+    """The runtime hands hf/torch artifacts to the commands registered under its entry-point group; none of
+    its modules imports ``bertcompress`` (the upper package) itself."""
+    import re
+    from importlib.metadata import entry_points
+    from pathlib import Path
+
+    import bertcompress_runtime
+    from bertcompress_runtime.cli import COMMANDS_GROUP
+
+    for path in Path(bertcompress_runtime.__file__).parent.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) bertcompress(\.|\s|$)", path.read_text(), re.M), path.name
+    registered = {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
+    assert registered == {"predict": "bertcompress.cli:predict", "bench": "bertcompress.cli:bench"}

@@ -79,8 +79,8 @@ def test_per_channel_torch_ao_weights_have_one_scale_per_output_row():
 
 @pytest.mark.parametrize("backend", ["torch_ao", "torchao", "onnxruntime"])
 def test_smoothed_int8_artifact_round_trips_through_disk(backend, tmp_path, tiny_bert_dir, ubmec_texts):
+    from bertcompress.artifacts import load_artifact
     from bertcompress.compression.apply import compress_and_save
-    from bertcompress.runtime import load_artifact
 
     final = _final_model(tiny_bert_dir)
     texts = ubmec_texts[:40]

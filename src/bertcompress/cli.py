@@ -22,7 +22,7 @@ def predict(argv: list[str] | None = None) -> int:
     import torch
     from bertcompress_runtime.cli import print_predictions, read_texts
 
-    from bertcompress.runtime import load_artifact
+    from bertcompress.artifacts import load_artifact
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,8 +98,8 @@ def _bench_inputs(args) -> tuple:
     Raises:
         FileNotFoundError, ArtifactError, DataError: a missing or unsafe artifact, a bad data file.
     """
+    from bertcompress.artifacts import load_artifact
     from bertcompress.data.readers import DataError, clean_frame, read_table
-    from bertcompress.runtime import load_artifact
 
     predictor = load_artifact(args.artifact, threads=args.threads)
     reference = load_artifact(args.reference, threads=args.threads) if args.reference else None
@@ -124,8 +124,8 @@ def _bench_mapped(args) -> int:
     from bertcompress_runtime.cli import read_labelled
     from bertcompress_runtime.labelmap import evaluate, format_table, read_label_map
 
+    from bertcompress.artifacts import load_artifact
     from bertcompress.benchmark.bench import benchmark
-    from bertcompress.runtime import load_artifact
     from bertcompress.utils.io import atomic_write_json
 
     try:
@@ -165,7 +165,7 @@ def export(argv: list[str] | None = None) -> int:
     parser.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 (MatMul, Gemm, Gather)")
     parser.add_argument("--per-channel", action="store_true", help="with --int8: one weight scale per channel")
     args = parser.parse_args(argv)
-    from bertcompress.runtime.export import export_artifact
+    from bertcompress.artifacts.export import export_artifact
 
     try:
         report = export_artifact(args.artifact, args.out, int8=args.int8, per_channel=args.per_channel)

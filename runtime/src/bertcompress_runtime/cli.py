@@ -15,20 +15,28 @@ from bertcompress_runtime.labelmap import evaluate, format_table, identity_map, 
 from bertcompress_runtime.manifest import read_manifest
 from bertcompress_runtime.text import read_text_lines
 
+# the group under which an installed package hands over the artifacts this runtime does not run (hf and
+# torch formats, sequence labelers): entry points ``predict`` and ``bench``, ``argv -> exit code``
+COMMANDS_GROUP = "bertcompress_runtime.commands"
 
-def _needs_torch(path: str) -> bool:
-    """True when the artifact is hf/torch (or a sequence labeler) and the training package can take it."""
+
+def _handler(path: str, command: str):
+    """The installed ``command`` of :data:`COMMANDS_GROUP` when the artifact at ``path`` needs it (an hf/torch
+    artifact or a sequence labeler) and one is installed; None: the runtime runs it (or reports why not)."""
+    from importlib.metadata import entry_points
+
     try:
         manifest = read_manifest(path)
     except (FileNotFoundError, ValueError):
-        return False  # the runtime reports the error itself
+        return None  # the runtime reports the error itself
     if manifest["format"] not in {"hf", "torch"} and manifest.get("task", "classification") == "classification":
-        return False
-    try:
-        import bertcompress.cli  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        return None
+    for ep in entry_points(group=COMMANDS_GROUP, name=command):
+        try:
+            return ep.load()
+        except ImportError:  # registered, but not importable here (no torch): the runtime says what to do
+            return None
+    return None
 
 
 def read_texts(args) -> list[str]:
@@ -74,10 +82,9 @@ def predict(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = predict_parser(predict.__doc__)
     args = parser.parse_args(argv)
-    if _needs_torch(args.artifact):
-        from bertcompress.cli import predict as torch_predict
-
-        return torch_predict(argv)
+    handler = _handler(args.artifact, "predict")
+    if handler is not None:  # the training install's (bertcompress.cli.predict), registered as an entry point
+        return handler(argv)
     from bertcompress_runtime.predictor import load
 
     try:
@@ -174,10 +181,9 @@ def bench(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = bench_parser(bench.__doc__)
     args = parser.parse_args(argv)
-    if _needs_torch(args.artifact) or (args.reference and _needs_torch(args.reference)):
-        from bertcompress.cli import bench as torch_bench
-
-        return torch_bench(argv)
+    handler = _handler(args.artifact, "bench") or (_handler(args.reference, "bench") if args.reference else None)
+    if handler is not None:  # the training install's (bertcompress.cli.bench), registered as an entry point
+        return handler(argv)
     import platform
 
     import onnxruntime

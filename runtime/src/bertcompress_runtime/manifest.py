@@ -29,7 +29,7 @@ PICKLE_FILES = ("model.pt", "skeleton.pt", "model.pkl")
 HOW_TO_LOAD = {
     "hf": "AutoModelForSequenceClassification.from_pretrained(dir) (task ner: AutoModelForTokenClassification); "
     "AutoTokenizer.from_pretrained(dir)",
-    "torch": "bertcompress.runtime.load_artifact(dir): module.json rebuilds the module, model.safetensors fills it",
+    "torch": "bertcompress.artifacts.load_artifact(dir): module.json rebuilds the module, model.safetensors fills it",
     "onnx": "onnxruntime.InferenceSession(dir/'model.onnx') with input_ids and attention_mask (int64); "
     "or bertcompress_runtime.load(dir), without torch",
 }

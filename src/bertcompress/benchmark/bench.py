@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from bertcompress_runtime.timing import interleaved_latency, latency_summary, throughput_seconds
 
+from bertcompress.artifacts import Predictor
 from bertcompress.benchmark.machine import load_average_1min, machine_info
 from bertcompress.benchmark.size import artifact_params, file_mb, zipped_mb
 from bertcompress.metrics import task_metrics
-from bertcompress.runtime import Predictor
 
 log = logging.getLogger(__name__)
 

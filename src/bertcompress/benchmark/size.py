@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertcompress.artifacts import Predictor
 from bertcompress.models.params import count_parameters
-from bertcompress.runtime import Predictor
 
 
 def file_mb(path: Path) -> float:

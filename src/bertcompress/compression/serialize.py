@@ -174,7 +174,7 @@ def wrap_smoothed(module: nn.Module, keys) -> nn.Module:
 def write_module(directory: Path, module: nn.Module, spec: dict, quantization: dict | None) -> None:
     """Write ``model.safetensors`` and ``module.json`` for ``module`` into ``directory``.
 
-    ``spec``: how the float module is built (:func:`bertcompress.runtime.torch_module.build_float`);
+    ``spec``: how the float module is built (:func:`bertcompress.artifacts.torch_module.build_float`);
     ``quantization``: the PTQ settings applied after it (``mode``, ``backend``, ``per_channel``,
     ``quantize_embeddings``) or None.
     """

@@ -1,5 +1,5 @@
 """The task families and the transformers head class of each: importable without Lightning, so that
-loading an artifact (``bertcompress.runtime``) never imports the training loops."""
+loading an artifact (``bertcompress.artifacts``) never imports the training loops."""
 
 from __future__ import annotations
 

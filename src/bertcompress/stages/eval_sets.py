@@ -14,8 +14,8 @@ from bertcompress_runtime.cli import read_labelled
 from bertcompress_runtime.labelmap import evaluate, read_label_map
 from omegaconf import DictConfig, OmegaConf
 
+from bertcompress.artifacts import load_artifact
 from bertcompress.data.datamodule import ClassificationDataModule
-from bertcompress.runtime import load_artifact
 from bertcompress.stages.teacher import TeacherResult
 from bertcompress.utils.cache import load_or_build
 from bertcompress.utils.io import file_sha256

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bertcompress.artifacts import hf_predictor, load_artifact
 from bertcompress.benchmark.bench import benchmark, inference_table
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.metrics import task_metrics
-from bertcompress.runtime import hf_predictor, load_artifact
 from bertcompress.stages.eval_sets import score_eval_sets
 from bertcompress.stages.floor import baseline_block, baseline_predictor
 from bertcompress.stages.teacher import TeacherResult

@@ -11,9 +11,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from bertcompress.artifacts import load_artifact
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.metrics import classification_metrics
-from bertcompress.runtime import load_artifact
 from bertcompress.utils.cache import cache_meta, load_or_build
 from bertcompress.utils.manifest import FORMAT_VERSION
 

@@ -1,6 +1,6 @@
 """The artifact format (file names, format version, how each format loads): defined once in
 :mod:`bertcompress_runtime.manifest`, which the writer (:mod:`bertcompress.compression.artifact`), the torch
-loader (:mod:`bertcompress.runtime`) and the torch-free runtime share."""
+loader (:mod:`bertcompress.artifacts`) and the torch-free runtime share."""
 
 from bertcompress_runtime.manifest import (
     FORMAT_VERSION,

@@ -1,6 +1,6 @@
 """The static-student registry: one decorator registers a builder under the name a config's
 ``student.model._target_`` ends with, with what it supports. The student builder, the artifact rebuild
-(:mod:`bertcompress.runtime.torch_module`, which never imports a path read from a file) and the task
+(:mod:`bertcompress.artifacts.torch_module`, which never imports a path read from a file) and the task
 checks all read it (torchdistill registers its models the same way).
 
 A new static student is one module in this package (its builder decorated) plus one YAML file under

@@ -1,5 +1,5 @@
 """What an artifact records to rebuild a static student without pickle (read by
-:mod:`bertcompress.runtime.torch_module`)."""
+:mod:`bertcompress.artifacts.torch_module`)."""
 
 from __future__ import annotations
 

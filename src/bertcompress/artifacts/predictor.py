@@ -1,5 +1,5 @@
 """A loaded artifact that classifies raw texts: :class:`Predictor` (written by
-:func:`bertcompress.compression.artifact.save_artifact`, loaded by :func:`bertcompress.runtime.load_artifact`)."""
+:func:`bertcompress.compression.artifact.save_artifact`, loaded by :func:`bertcompress.artifacts.load_artifact`)."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from bertcompress.artifacts.predictor import Predictor
 from bertcompress.data.encoding import TextEncoder
 from bertcompress.data.normalize import get_text_normalizer
-from bertcompress.runtime.predictor import Predictor
 from bertcompress.utils.manifest import MODULE_JSON, REDO, WEIGHT_FILES, ArtifactError, read_manifest
 
 
@@ -86,7 +86,7 @@ def _load(path: Path, manifest: dict, threads: int | None) -> Predictor:
         module = HFStudent(auto_model_class(task).from_pretrained(path, use_safetensors=True).eval())
         return Predictor(path, manifest, encoder, module=module)
     if fmt == "torch":
-        from bertcompress.runtime.torch_module import load_torch_module
+        from bertcompress.artifacts.torch_module import load_torch_module
 
         if not (path / MODULE_JSON).is_file():
             raise ArtifactError(f"{path}: the torch artifact has no {MODULE_JSON} (how to rebuild its module): {REDO}.")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertcompress.artifacts.load import load_artifact, read_manifest
 from bertcompress.compression.artifact import save_artifact
 from bertcompress.compression.quant_onnx import export_onnx, quantize_onnx
-from bertcompress.runtime.load import load_artifact, read_manifest
 from bertcompress.utils.io import atomic_dir
 
 # texts the exported graph is traced and checked on (any script: the tokenizer handles them)
