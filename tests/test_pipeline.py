@@ -30,6 +30,10 @@ def test_fast_dev_run_fit_and_test_writes_results(tmp_path, tiny_run_overrides):
     assert on_disk["config"]["teacher"]["name"] == "tiny_bert"
     assert 0 <= on_disk["accuracy"] <= 100
     assert not list(tmp_path.glob("run/.results.json.*"))  # no temp file left behind
+    from bertcompress.schema import RunResults
+
+    parsed = RunResults.from_json(on_disk)  # the schema the report reads: every key known, nothing lost
+    assert parsed.extra == {} and parsed.to_json() == on_disk
 
 
 def test_electra_teacher_runs(tmp_path, tiny_run_overrides, tiny_electra_dir):

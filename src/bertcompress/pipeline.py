@@ -25,6 +25,7 @@ from bertcompress.distill.teacher_ensemble import TeacherEnsemble
 from bertcompress.metrics import METRIC_UNIT, headline_metric, percent_block
 from bertcompress.models.params import count_parameters
 from bertcompress.report.tracking import log_results
+from bertcompress.schema import RunResults
 from bertcompress.stages.compress import compress_final, student_final, teacher_final
 from bertcompress.stages.ensemble import build_teacher_ensemble
 from bertcompress.stages.evaluate import evaluate_artifact
@@ -82,8 +83,8 @@ def run(cfg: DictConfig) -> dict:
         ensemble = build_teacher_ensemble(cfg, dm, teacher) if cfg.teacher.get("members") else None
         if ensemble is not None:
             teacher_block.update(_ensemble_block(ensemble, teacher_block["test"]))
-        results = {"status": "finished", "run_name": cfg.run_name, "task": dm.task, "metric_unit": METRIC_UNIT}
-        results.update(headline_metric=headline_metric(dm.task), final_model="teacher", teacher=teacher_block)
+        results = RunResults("finished", cfg.run_name, dm.task, METRIC_UNIT, headline_metric(dm.task))
+        results.update(final_model="teacher", teacher=teacher_block)
         final, final_block = teacher_final(cfg, dm, teacher), teacher_block
         if has_student:
             student = run_student(cfg, dm, teacher, loggers, ensemble)
@@ -94,21 +95,21 @@ def run(cfg: DictConfig) -> dict:
             return {"status": "worker", "rank": global_rank()}
         results.update(compression=compressed.report, artifact=str(compressed.artifact))
         evaluation = evaluate_artifact(cfg, dm, compressed.artifact, teacher, final_block["test"])
-        results.update(evaluation.results)
-        results.update(_summary(dm, evaluation.final_test, teacher_block["test"]))
+        results.update(**evaluation.results)
+        results.update(**_summary(dm, evaluation.final_test, teacher_block["test"]))
         results.update(params=final_block["params"]["total"], data=dm.summary(), machine=machine_info())
         results.update(caches=cache_uses(), wall_time_s=time.perf_counter() - start, config=resolved)
         results.update(wandb_run_id=wandb_run_id(loggers))
-        atomic_write_json(out_dir / "results.json", results)
+        atomic_write_json(out_dir / "results.json", results.to_json())
         log.info(
             "%s: test accuracy %.2f%%, macro-F1 %.2f -> %s",
-            results["final_model"], results["accuracy"], results["macro_f1"], out_dir / "results.json",
+            results.final_model, results.accuracy, results.macro_f1, out_dir / "results.json",
         )  # fmt: skip
         log_model = bool(OmegaConf.select(cfg, "logger.wandb.log_model", default=False))
         for lg in loggers:
-            log_results(lg, results, out_dir / "artifact", log_model)
+            log_results(lg, results.to_json(), out_dir / "artifact", log_model)
         exit_code = 0
-        return results
+        return results.to_json()
     finally:
         finish_loggers(loggers, exit_code)
 

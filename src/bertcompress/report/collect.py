@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bertcompress.metrics import METRIC_UNIT, percent_block
+from bertcompress.schema import RunResults
 from bertcompress.utils.io import flatten_dict, stable_hash
 
 log = logging.getLogger(__name__)
@@ -53,27 +54,26 @@ def _seed(cfg: dict):
     return student_seed if student_seed is not None else cfg.get("seed")
 
 
-def _row_from_results(path: Path, r: dict) -> dict:
-    cfg = r.get("config") or {}
-    test = r.get("final_test") or {}
-    teacher = (r.get("teacher") or {}).get("name") or (cfg.get("teacher") or {}).get("name")
-    student = (r.get("student") or {}).get("name") or (cfg.get("student") or {}).get("name", "none")
+def _row_from_results(path: Path, r: RunResults) -> dict:
+    cfg = r.config or {}
+    test = r.final_test or {}
+    teacher = (r.teacher or {}).get("name") or (cfg.get("teacher") or {}).get("name")
+    student = (r.student or {}).get("name") or (cfg.get("student") or {}).get("name", "none")
     compression = (cfg.get("compression") or {}).get("name", "none")
-    kd = (r.get("student") or {}).get("kd") if student != "none" else None
+    kd = (r.student or {}).get("kd") if student != "none" else None
     flat = {
         k: v for k, v in flatten_dict(cfg).items() if not any(k == i or k.startswith(i + ".") for i in IGNORED_KEYS)
     }
-    model = r.get("run_name") or f"{teacher}"
+    model = r.run_name or f"{teacher}"
     if kd is False:
         model += " (no KD)"
-    params = r.get("params")
-    task = r.get("task", "classification")
-    head = r.get("headline_metric", "macro_f1")
+    params = r.params
+    task, head = r.task, r.headline_metric
     ner = task == "ner"  # entity-level micro precision/recall/F1 (seqeval); macro_f1 = entity macro-F1 over types
     return {
         "run_dir": str(path.parent),
-        "status": r.get("status", "finished"),
-        "error": r.get("error"),
+        "status": r.status,
+        "error": r.error,
         "task": task,
         "model": model,
         "teacher": teacher,
@@ -84,34 +84,34 @@ def _row_from_results(path: Path, r: dict) -> dict:
         "data": (cfg.get("data") or {}).get("name"),
         "config_hash": stable_hash(flat) if student != "none" or compression != "none" else teacher_hash(flat),
         "config_flat": flat,
-        "accuracy": r.get("accuracy"),
-        "macro_f1": r.get("macro_f1"),
-        "entity_f1": r.get("f1") if ner else None,
+        "accuracy": r.accuracy,
+        "macro_f1": r.macro_f1,
+        "entity_f1": r.f1 if ner else None,
         "precision": test.get("precision") if ner else _macro(test, "precision"),
         "recall": test.get("recall") if ner else _macro(test, "recall"),
-        "retention": (r.get("retention") or {}).get(head),
-        "teacher_macro_f1": ((r.get("teacher") or {}).get("test") or {}).get("macro_f1"),
-        "speedup": r.get("speedup"),
-        "throughput_speedup": (r.get("benchmark") or {}).get("throughput_speedup"),
-        "compression_ratio": r.get("compression_ratio"),
+        "retention": (r.retention or {}).get(head),
+        "teacher_macro_f1": ((r.teacher or {}).get("test") or {}).get("macro_f1"),
+        "speedup": r.speedup,
+        "throughput_speedup": (r.benchmark or {}).get("throughput_speedup"),
+        "compression_ratio": r.compression_ratio,
         "params": params,
-        "size_mb": r.get("size_mb"),
-        "latency_p50_ms": r.get("latency_p50_ms"),
-        "latency_p95_ms": r.get("latency_p95_ms"),
-        "throughput_seq_s": r.get("throughput_seq_s"),
-        "teacher_cache_hit": (r.get("teacher") or {}).get("cache_hit"),
-        "logit_cache_hit": (r.get("student") or {}).get("logit_cache_hit"),
-        "wall_time_s": r.get("wall_time_s"),
+        "size_mb": r.size_mb,
+        "latency_p50_ms": r.latency_p50_ms,
+        "latency_p95_ms": r.latency_p95_ms,
+        "throughput_seq_s": r.throughput_seq_s,
+        "teacher_cache_hit": (r.teacher or {}).get("cache_hit"),
+        "logit_cache_hit": (r.student or {}).get("logit_cache_hit"),
+        "wall_time_s": r.wall_time_s,
         # the benchmark ran while other processes competed for the cores (load average above the core count)
-        "busy": bool(((r.get("benchmark") or {}).get("machine") or {}).get("busy", False)),
+        "busy": bool(((r.benchmark or {}).get("machine") or {}).get("busy", False)),
         "label_names": list((test.get("per_class") or {}).keys()),
         "confusion_matrix": test.get("confusion_matrix"),
         "table": table_of(student, compression),
-        "best_val_macro_f1": percent_block(r.get("student") or r.get("teacher") or {}).get("best_val_macro_f1"),
+        "best_val_macro_f1": percent_block(r.student or r.teacher or {}).get("best_val_macro_f1"),
         # written when validation figures were fractions: converted to percent on read, noted in the report
-        "units_converted": r.get("metric_unit") != METRIC_UNIT and bool(r.get("student") or r.get("teacher")),
+        "units_converted": r.metric_unit != METRIC_UNIT and bool(r.student or r.teacher),
         "derived": False,
-        **eval_set_columns(r.get("eval_sets")),
+        **eval_set_columns(r.eval_sets),
     }
 
 
@@ -130,8 +130,8 @@ def eval_set_columns(sets: dict | None, who: str | None = None) -> dict:
     return out
 
 
-def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
-    b = r["baseline"]
+def _baseline_row(path: Path, r: RunResults, parent: dict) -> dict:
+    b = r.baseline
     bench = b.get("benchmark") or {}
     test = b["test"]
     teacher_f1 = parent["teacher_macro_f1"]
@@ -168,15 +168,15 @@ def _baseline_row(path: Path, r: dict, parent: dict) -> dict:
         "confusion_matrix": test.get("confusion_matrix"),
         "table": "baselines",
         "derived": True,
-        **eval_set_columns(r.get("eval_sets"), "baseline"),
+        **eval_set_columns(r.eval_sets, "baseline"),
     }
 
 
-def _teacher_row(path: Path, r: dict, parent: dict) -> dict:
+def _teacher_row(path: Path, r: RunResults, parent: dict) -> dict:
     """The fine-tuned teacher of a run whose final model is a student or a compressed teacher, as a Table 4
     row: its test figures and confusion matrix, and (when benchmarked) the fp32 reference's timings."""
-    t = r["teacher"]
-    ref = (r.get("benchmark") or {}).get("reference") or {}
+    t = r.teacher
+    ref = (r.benchmark or {}).get("reference") or {}
     test = t["test"]
     flat = parent["config_flat"]
     return {
@@ -188,7 +188,7 @@ def _teacher_row(path: Path, r: dict, parent: dict) -> dict:
         "teacher": t.get("name"),
         "student": "none",
         "compression": "none",
-        "seed": (r.get("config") or {}).get("seed"),
+        "seed": (r.config or {}).get("seed"),
         "data": parent["data"],
         "config_hash": teacher_hash(flat),
         "config_flat": {k: v for k, v in flat.items() if k.split(".")[0] in TEACHER_GROUPS},
@@ -211,7 +211,7 @@ def _teacher_row(path: Path, r: dict, parent: dict) -> dict:
         "confusion_matrix": test.get("confusion_matrix"),
         "table": "baselines",
         "derived": True,
-        **eval_set_columns(r.get("eval_sets"), "teacher"),
+        **eval_set_columns(r.eval_sets, "teacher"),
     }
 
 
@@ -247,13 +247,12 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             invalid.append(f"{path} (not valid JSON: {e})")
             continue
         try:
-            if not isinstance(r, dict) or "status" not in r:
-                raise ValueError("not a bertcompress results.json: no status key")
+            r = RunResults.from_json(r)  # ValueError: not a results.json
             found = [_row_from_results(path, r)]
-            if r.get("baseline") and found[0]["status"] == "finished":
+            if r.baseline and found[0]["status"] == "finished":
                 found.append(_baseline_row(path, r, found[0]))
             own = found[0]["student"] != "none" or found[0]["compression"] != "none"
-            if own and found[0]["status"] == "finished" and (r.get("teacher") or {}).get("test"):
+            if own and found[0]["status"] == "finished" and (r.teacher or {}).get("test"):
                 found.append(_teacher_row(path, r, found[0]))
         except (AttributeError, TypeError, KeyError, ValueError) as e:  # another schema
             log.warning("Skipping %s: not of this results schema (%s: %s)", path, type(e).__name__, e)

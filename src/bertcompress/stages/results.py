@@ -10,6 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from bertcompress.schema import RunResults
 from bertcompress.utils.io import atomic_write_json, flatten_dict
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,14 @@ def finished_result(cfg: DictConfig) -> dict | None:
 
 def record_failure(cfg: DictConfig, error: BaseException) -> dict:
     """Write ``results.json`` with ``status: failed``, the error and its traceback (atomically); returns it."""
-    failed = {
-        "status": "failed",
-        "run_name": cfg.get("run_name"),
-        "error": f"{type(error).__name__}: {error}",
-        "traceback": "".join(traceback.format_exception(error)),
-        "config": OmegaConf.to_container(cfg, resolve=False),
-    }
+    failed = RunResults(
+        "failed",
+        cfg.get("run_name"),
+        OmegaConf.select(cfg, "task.name", default="classification"),
+        error=f"{type(error).__name__}: {error}",
+        traceback="".join(traceback.format_exception(error)),
+        config=OmegaConf.to_container(cfg, resolve=False),
+    ).to_json()
     atomic_write_json(Path(cfg.paths.output_dir) / "results.json", failed)
     return failed
 
