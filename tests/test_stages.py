@@ -9,9 +9,9 @@ import hydra
 import lightning as L
 import pytest
 
+from bertcompress.jobs import finished_result, record_failure
 from bertcompress.stages.compress import compress_final, student_final, teacher_final
 from bertcompress.stages.evaluate import evaluate_artifact
-from bertcompress.stages.results import finished_result, record_failure
 from bertcompress.stages.student import run_student
 from bertcompress.stages.teacher import get_teacher, teacher_test_metrics
 from bertcompress.utils.cache import cache_uses, load_or_build, reset_cache_uses

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bertcompress import job_dirname, pipeline
+from bertcompress.jobs import config_difference
 from bertcompress.pipeline import metric_value
-from bertcompress.stages.results import config_difference
 from tests.conftest import CONF_DIR, DATA_DIR, ROOT, compose, requires_ubmec
 
 

@@ -22,6 +22,7 @@ from bertcompress import is_multirun
 from bertcompress.benchmark.machine import machine_info
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.teacher_ensemble import TeacherEnsemble
+from bertcompress.jobs import finished_result, metric_value, record_failure
 from bertcompress.metrics import METRIC_UNIT, headline_metric, percent_block
 from bertcompress.models.params import count_parameters
 from bertcompress.report.tracking import log_results
@@ -29,10 +30,9 @@ from bertcompress.schema import RunResults
 from bertcompress.stages.compress import compress_final, student_final, teacher_final
 from bertcompress.stages.ensemble import build_teacher_ensemble
 from bertcompress.stages.evaluate import evaluate_artifact
-from bertcompress.stages.fit import monitor
-from bertcompress.stages.results import finished_result, metric_value, record_failure
 from bertcompress.stages.student import run_student
 from bertcompress.stages.teacher import TeacherResult, get_teacher, teacher_test_metrics
+from bertcompress.training import monitor
 from bertcompress.utils.cache import cache_uses, reset_cache_uses, run_tempdir
 from bertcompress.utils.distributed import check_launch, global_rank, is_rank_zero, leave_distributed
 from bertcompress.utils.instantiate import finish_loggers, instantiate_loggers, wandb_run_id
@@ -116,7 +116,7 @@ def run(cfg: DictConfig) -> dict:
 
 def run_job(cfg: DictConfig) -> dict:
     """:func:`run` for one job of a run or sweep: a job whose run dir holds a finished ``results.json`` of
-    the same config is skipped (:func:`bertcompress.stages.results.finished_result`); a job that raises
+    the same config is skipped (:func:`bertcompress.jobs.finished_result`); a job that raises
     gets ``status: failed`` in its results.json. In a multirun the sweep goes on; a single run re-raises."""
     previous = finished_result(cfg)
     if previous is not None:
@@ -139,7 +139,7 @@ def exit_on_sigterm() -> None:
     """Turn SIGTERM (``kill``, a scheduler's time limit) into ``SystemExit(143)`` in the main thread, so that
     the job unwinds: its W&B run is closed as failed and its temp files are removed. During a fit Lightning's
     own handler is in force (it calls this one too, which then leaves it to Lightning): it stops at the next
-    step, and :func:`bertcompress.stages.fit.fit_best` exits 143 the same way, keeping ``last.ckpt``."""
+    step, and :func:`bertcompress.training.fit_best` exits 143 the same way, keeping ``last.ckpt``."""
     import signal
     import threading
 

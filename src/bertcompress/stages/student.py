@@ -23,7 +23,6 @@ from bertcompress.metrics import METRIC_UNIT, classification_metrics, percent_bl
 from bertcompress.models.params import count_parameters
 from bertcompress.models.student_builder import StudentBundle, build_student
 from bertcompress.models.students import fold_class_bias
-from bertcompress.stages.fit import evaluate, fit_best, monitor, partial_dir
 from bertcompress.stages.teacher import (
     ENSEMBLE_KEYS,
     OPTIONAL_ENSEMBLE_KEYS,
@@ -32,6 +31,7 @@ from bertcompress.stages.teacher import (
     primary_logits,
 )
 from bertcompress.stages.transfer import build_transfer, select_transfer, selects
+from bertcompress.training import evaluate, fit_best, monitor, partial_dir
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
 from bertcompress.utils.distributed import is_rank_zero
 from bertcompress.utils.io import stable_hash

@@ -20,7 +20,7 @@ from bertcompress.distill.soft_targets import TeacherLogitCache, predict_logits
 from bertcompress.metrics import METRIC_UNIT
 from bertcompress.models.classifier import TeacherFinetune
 from bertcompress.models.resolver import model_source, resolve_model
-from bertcompress.stages.fit import evaluate, fit_best, partial_dir, task_kwargs
+from bertcompress.training import evaluate, fit_best, partial_dir, task_kwargs
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
 from bertcompress.utils.distributed import is_rank_zero, world_size
 from bertcompress.utils.io import atomic_write_json, stable_hash

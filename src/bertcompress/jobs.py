@@ -1,4 +1,4 @@
-"""The results stage: results.json written whole, resumable sweeps (a finished job is skipped when its
+"""Job bookkeeping: results.json written whole, resumable sweeps (a finished job is skipped when its
 config matches), failed jobs recorded, and the figure a sweeper optimises."""
 
 from __future__ import annotations
