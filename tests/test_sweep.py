@@ -274,3 +274,22 @@ def test_a_sweep_through_submitit_local_writes_both_results_and_the_report_reads
     summary = pd.read_csv(sweep_dir / "report" / "summary.csv")
     row = summary[summary["student"] == "cnn"]
     assert len(row) == 1 and int(row["n_seeds"].iloc[0]) == 2
+
+
+def test_preflight_looks_up_a_hub_dataset_like_a_hub_model(tmp_path, monkeypatch):
+    import datasets
+
+    from bertcompress.sweep import preflight
+
+    def not_here(path, name=None):
+        raise ConnectionError(f"Couldn't reach {path!r} on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset_builder", not_here)
+    (tmp_path / "saved").mkdir()
+    configs = [
+        _hydra_compose(["data=hf", f"data.path={name}", f"paths.data_dir={tmp_path}"])
+        for name in ("someone/bengali_corpus", str(tmp_path / "saved"))
+    ]
+    message = preflight(configs)
+    assert "someone/bengali_corpus (data, 1 job(s)): not on the Hub nor in the HF cache" in message
+    assert str(tmp_path / "saved") not in message.split("cannot be had here:")[1].split("Drop them")[0]

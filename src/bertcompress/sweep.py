@@ -35,13 +35,16 @@ def _is_sweep(override: str) -> bool:
 
 def job_models(cfg: DictConfig) -> list[tuple[str, str]]:
     """``(what, hub id)`` for every pretrained model a job config needs: its teacher, each transformer member
-    of a teacher ensemble, and a hub student (``student.kind: hf``)."""
+    of a teacher ensemble, and a hub student (``student.kind: hf``); and with ``data=hf`` its dataset
+    (``("data", data.path)``)."""
     models = [("teacher", str(cfg.teacher.hub_id))]
     for name, member in (cfg.teacher.get("members") or {}).items():
         if member.get("kind", "transformer") == "transformer" and member.get("hub_id"):
             models.append((f"teacher member {name}", str(member.hub_id)))
     if cfg.student.get("name", "none") != "none" and cfg.student.get("kind") == "hf" and cfg.student.get("hub_id"):
         models.append((f"student {cfg.student.name}", str(cfg.student.hub_id)))
+    if str(cfg.data.get("_target_", "")).endswith("HFDataModule"):  # data=hf: a hub dataset is looked up too
+        models.append(("data", str(cfg.data.path)))
     return models
 
 
@@ -94,6 +97,7 @@ class GridSweep(BasicSweeper):
 
 def preflight(configs: Sequence[DictConfig]) -> str | None:
     """One message listing the models no source can supply and the jobs whose config is invalid, or None."""
+    from bertcompress.data.hf_io import dataset_unavailable
     from bertcompress.models.resolver import model_unavailable
 
     missing: dict[str, tuple[str, str, list[str]]] = {}
@@ -103,7 +107,11 @@ def preflight(configs: Sequence[DictConfig]) -> str | None:
         job = ",".join(cfg.hydra.overrides.task) or "(no overrides)"
         for what, hub_id in job_models(cfg):
             if hub_id not in checked:
-                checked[hub_id] = model_unavailable(hub_id)
+                checked[hub_id] = (
+                    dataset_unavailable(hub_id, cfg.data.get("config_name"))
+                    if what == "data"
+                    else (model_unavailable(hub_id))
+                )
             if checked[hub_id]:
                 missing.setdefault(hub_id, (what, checked[hub_id], []))[2].append(job)
         problem = config_problem(cfg)
@@ -113,7 +121,7 @@ def preflight(configs: Sequence[DictConfig]) -> str | None:
         return None
     lines = [f"The sweep was not started: {len(configs)} jobs were checked before launching."]
     if missing:
-        lines.append("These models cannot be had here:")
+        lines.append("These models (or datasets) cannot be had here:")
         for hub_id, (what, why, jobs) in missing.items():
             lines.append(f"  {hub_id} ({what}, {len(jobs)} job(s)): {why}")
         lines.append(

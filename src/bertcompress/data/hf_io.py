@@ -205,3 +205,21 @@ def encode_dataset(ids: Sequence[int], texts: Sequence[str], labels: Sequence[in
         path.parent.mkdir(parents=True, exist_ok=True)
         kwargs = dict(cache_file_name=str(path), new_fingerprint=key)
     return raw.map(lambda b: {"input_ids": encoder(b["text"])}, batched=True, remove_columns=["text"], **kwargs)
+
+
+def dataset_unavailable(path: str, config_name: str | None = None) -> str | None:
+    """Why the dataset ``path`` (``data=hf``) cannot be had here, or None: a local file or dir is there, or a
+    hub dataset's builder loads (online, or from the HF cache with ``HF_HUB_OFFLINE``). The sweep preflight
+    asks this of every job, as it asks :func:`bertcompress.models.resolver.model_unavailable` of models."""
+    if Path(path).exists():
+        return None
+    if not is_hub_name(path):
+        return f"no such file or dir: {path}"
+    import datasets
+
+    try:
+        datasets.load_dataset_builder(path, config_name)
+    except Exception as e:  # noqa: BLE001  (any failure means: not here)
+        offline = " (HF_HUB_OFFLINE is set: only the HF cache is looked in)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        return f"not on the Hub nor in the HF cache{offline}: {type(e).__name__}: {str(e)[:200]}"
+    return None
