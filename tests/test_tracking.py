@@ -82,13 +82,14 @@ def test_finished_offline_runs_are_the_ones_a_finished_results_json_names(tmp_pa
 
 
 def test_make_install_takes_torch_from_the_index_given_and_the_registry_by_default():
-    default = subprocess.run(["make", "-n", "install"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    cpu = subprocess.run(
-        ["make", "-n", "install", "TORCH_INDEX=https://download.pytorch.org/whl/cpu"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    assert default.splitlines()[0].split() == ["python3", "-m", "pip", "install", '"torch==2.13.0"']
-    assert '--index-url "https://download.pytorch.org/whl/cpu" "torch==2.13.0"' in cpu.splitlines()[0]
+    def torch_line(*args: str) -> str:  # the first pip line `make install` would run (also under `make test`)
+        cmd = ["make", "--no-print-directory", "-n", "install", *args]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return next(line for line in out.splitlines() if "pip install" in line)
+
+    assert torch_line().split() == ["python3", "-m", "pip", "install", '"torch==2.13.0"']
+    cpu = torch_line("TORCH_INDEX=https://download.pytorch.org/whl/cpu")
+    assert '--index-url "https://download.pytorch.org/whl/cpu" "torch==2.13.0"' in cpu
 
 
 def test_every_cli_argument_has_help_text_and_shows_its_default():
