@@ -20,8 +20,7 @@ def _one_of(key: str, value, allowed: tuple) -> None:
 
 def _student(s: DictConfig, task: str) -> None:
     from bertcompress.distill.losses import loss_from_config
-    from bertcompress.models.student_builder import KINDS
-    from bertcompress.models.students.registry import get_student
+    from bertcompress.models.student_builder import KINDS, check_ner_student
 
     _one_of("student.kind", s.get("kind"), KINDS)
     loss_from_config(s.loss)  # T > 0, alpha in [0, 1], the mode
@@ -39,12 +38,7 @@ def _student(s: DictConfig, task: str) -> None:
             raise ValueError("student.soft_targets=online is for text classification; task=ner uses black_box")
         if s.get("class_bias") is not None:
             raise ValueError("student.class_bias=tune is for text classification; task=ner: set it to null")
-        target = str((s.get("model") or {}).get("_target_", ""))
-        if s.kind == "static" and not get_student(target).supports_ner:
-            raise ValueError(
-                f"student={s.name}: task=ner supports the static BiLSTM tagger (student=bilstm), the truncated "
-                "teacher and hub students; the CNN and ensemble students pool a whole text"
-            )
+        check_ner_student(s)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -175,6 +175,17 @@ def _static_student(cfg, teacher_dir, label_names, train_texts, task, info: dict
     return module, tokenizer, emb_cfg.source == "fasttext"
 
 
+def check_ner_student(cfg: DictConfig) -> None:
+    """Raise ValueError when the ``student`` config cannot tag tokens (``task=ner``): a static student whose
+    registered builder does not support it (only the BiLSTM tagger does)."""
+    target = str((cfg.get("model") or {}).get("_target_", ""))
+    if cfg.get("kind") == "static" and not get_student(target).supports_ner:
+        raise ValueError(
+            f"student={cfg.name}: task=ner supports the static BiLSTM tagger (student=bilstm), the truncated "
+            "teacher and hub students; the CNN and ensemble students pool a whole text"
+        )
+
+
 def build_student(
     cfg: DictConfig,
     teacher_dir: Path,
@@ -206,12 +217,7 @@ def build_student(
     info: dict = {"name": cfg.name, "kind": kind}
     if task == "ner":
         train_texts = [" ".join(words) for words in train_texts]  # the vocabulary of the corpus
-        target = str(cfg.get("model", {}).get("_target_", "")) if kind == "static" else ""
-        if kind == "static" and not get_student(target).supports_ner:
-            raise ValueError(
-                f"student={cfg.name}: task=ner supports the static BiLSTM tagger (student=bilstm), the truncated "
-                "teacher and hub students; the CNN and ensemble students pool a whole text"
-            )
+        check_ner_student(cfg)
     normalizer_name = cfg.get("text_normalizer", teacher_normalizer if kind != "hf" else None)
     if kind in {"hf", "truncated"}:
         module, tokenizer = _transformer_student(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import matplotlib
 
+from bertcompress.utils.io import default_file_mode
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -35,9 +37,7 @@ def _save(fig, path: Path) -> Path:
     os.close(fd)
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as the report's other files (mkstemp makes it 0600)
+    os.chmod(tmp, default_file_mode())  # as the report's other files
     os.replace(tmp, path)
     return path
 

@@ -20,6 +20,11 @@ def _umask() -> int:
     return mask
 
 
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (``mkstemp`` makes files 0600)."""
+    return 0o666 & ~_umask()
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` via a temp file in the same dir and ``os.replace``."""
     return atomic_write_bytes(path, text.encode("utf-8"))
@@ -35,7 +40,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it 0600)
+        os.chmod(tmp, default_file_mode())  # as open() would create it
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -57,7 +57,7 @@ class _HeadOnlyLoadReport(logging.Filter):
         message = record.getMessage()
         if not _HEAD_REPORT.search(message):
             return True
-        plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+        plain = _ANSI.sub("", message)
         rows = [m.groups() for m in re.finditer(r"^\s*([\w.]+)\s*\|\s*([A-Z]+)\s*\|", plain, re.M)]
         rows = [(k, status) for k, status in rows if k.lower() != "key"]
         return not rows or not all(status == "UNEXPECTED" and _HEAD_KEY.match(k) for k, status in rows)
