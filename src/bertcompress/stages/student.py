@@ -234,13 +234,9 @@ def _soft_target_callbacks(
     teacher in the loop (``online``); returns it and the logit cache."""
     mode = cfg.student.get("soft_targets", "black_box")
     transfer_ids, transfer_texts = view.ids("transfer"), view.texts("transfer")
-    if mode == "online":
-        if view.task == "ner":
-            raise ValueError("student.soft_targets=online is for text classification; task=ner uses black_box")
+    if mode == "online":  # bertcompress.validate has checked the mode and the task
         texts = dict(zip(view.ids("train") + transfer_ids, view.texts("train") + transfer_texts, strict=True))
         return [SoftTargetCallback(teacher=teacher.module, teacher_encoder=teacher.encoder, texts_by_id=texts)], None
-    if mode != "black_box":
-        raise ValueError(f"student.soft_targets={mode!r}: expected 'black_box' or 'online'")
     if ensemble is None:
         logits_by_id, logit_cache = primary_logits(cfg, view, teacher, ("train", "val"))
         return [SoftTargetCallback(logits_by_id={**logits_by_id, **transfer_logits})], logit_cache
@@ -261,16 +257,11 @@ def student_class_bias(cfg: DictConfig, model: torch.nn.Module, encoder, dm) -> 
     Returns:
         ``{"offsets", "val_macro_f1_before", "val_macro_f1", "layers"}`` or None when off.
 
-    Raises:
-        ValueError: another value, or ``task=ner``.
+    ``student.class_bias`` is null or ``tune`` (checked, with the task, by :func:`bertcompress.validate.validate`).
     """
     spec = cfg.student.get("class_bias")
-    if spec is None:
+    if spec is None:  # else "tune" for text classification (bertcompress.validate)
         return None
-    if spec != "tune" or dm.task != "classification":
-        raise ValueError(
-            f"student.class_bias={spec!r} (task={dm.task}): expected null or 'tune', for text classification"
-        )
     val = dm.dataset("val", encoder)
     z = predict_logits(model, val, None, dm.eval_batch_size, "student val logits", dm.collator(encoder))[1].numpy()
     y = dm.label_ids("val")
