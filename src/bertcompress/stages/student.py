@@ -106,7 +106,7 @@ def run_student(
     ``${paths.cache_dir}/students/<name>-<key>``, then tune its class offsets and test it.
 
     Raises:
-        ValueError: a bad loss, soft-target mode or class_bias setting (naming the key).
+        ValueError: a bad loss (naming the key); the other choices are checked before by validate().
     """
     s = cfg.student
     loss = soft_target_loss(cfg)
