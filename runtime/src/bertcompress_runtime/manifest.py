@@ -22,7 +22,13 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)  # the format versions this build reads (1: no ``format_version`` key)
 MODULE_JSON = "module.json"
-WEIGHT_FILES = {"hf": "model.safetensors", "torch": "model.safetensors", "onnx": "model.onnx"}
+WEIGHT_FILES = {
+    "hf": "model.safetensors",
+    "torch": "model.safetensors",
+    "onnx": "model.onnx",
+    "openvino": "model.bin",  # with its graph, OPENVINO_XML
+}
+OPENVINO_XML = "model.xml"
 FORMATS = (*WEIGHT_FILES, "sklearn")
 # weight files of version-1 artifacts (pickles): never opened
 PICKLE_FILES = ("model.pt", "skeleton.pt", "model.pkl")
@@ -32,9 +38,11 @@ HOW_TO_LOAD = {
     "torch": "bertcompress.artifacts.load_artifact(dir): module.json rebuilds the module, model.safetensors fills it",
     "onnx": "onnxruntime.InferenceSession(dir/'model.onnx') with input_ids and attention_mask (int64); "
     "or bertcompress_runtime.load(dir), without torch",
+    "openvino": "openvino.Core().compile_model(read_model(dir/'model.xml', dir/'model.bin'), 'CPU') with input_ids "
+    "and attention_mask (int64); or bertcompress_runtime.load(dir) with the runtime's openvino extra",
 }
 # JSON and text files read whole into memory: larger ones are refused before they are read
-MAX_JSON_BYTES = {"manifest.json": 1 << 20, "vocabulary": 512 << 20}
+MAX_JSON_BYTES = {"manifest.json": 1 << 20, "vocabulary": 512 << 20, "model.xml": 64 << 20}
 DEFAULT_MAX_JSON_BYTES = 64 << 20
 REDO = "re-export it (re-run the job that wrote it: its results.json has the config), or copy it again whole"
 
@@ -160,6 +168,8 @@ def read_manifest(path: str | Path) -> dict:
     weights = artifact_file(path, name, f"{MANIFEST}: weights", missing=missing)
     if weights.stat().st_size == 0:
         raise ArtifactError(f"{weights}: the {fmt} weight file named by {file} is empty: {REDO}.")
+    if fmt == "openvino":
+        artifact_file(path, OPENVINO_XML, f"{fmt} graph", MAX_JSON_BYTES[OPENVINO_XML])
     if "vocabulary" in manifest:
         artifact_file(path, str(manifest["vocabulary"]), f"{MANIFEST}: vocabulary", MAX_JSON_BYTES["vocabulary"])
     return manifest

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from bertcompress_runtime.encode import Encoder
-from bertcompress_runtime.manifest import REDO, WEIGHT_FILES, ArtifactError, artifact_file, read_manifest
+from bertcompress_runtime.manifest import (
+    OPENVINO_XML,
+    REDO,
+    WEIGHT_FILES,
+    ArtifactError,
+    artifact_file,
+    read_manifest,
+)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -44,6 +51,18 @@ class Predictor:
         name = str(self.manifest.get("weights") or WEIGHT_FILES[self.manifest["format"]])
         return artifact_file(self.path, name, "manifest.json: weights")
 
+    @property
+    def execution(self) -> dict:
+        """What runs the model: ``backend`` (onnxruntime, openvino, numpy, torch), ``precision`` of its float
+        ops as the backend runs them (OpenVINO: read back from the compiled model, bf16 on AMX under ``auto``)
+        and the ``quantization`` mode the artifact was written with (None: float)."""
+        quant = quantization_mode(self.manifest)
+        if self.text_model is not None:
+            return {"backend": "numpy", "precision": "f64", "quantization": None}
+        if isinstance(self.session, OpenVINOSession):
+            return {"backend": "openvino", "precision": self.session.precision, "quantization": quant}
+        return {"backend": "onnxruntime", "precision": "f32", "quantization": quant}
+
     def batches(self, texts: Sequence[str], batch_size: int = 64) -> list:
         if self.text_model is not None:
             return [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
@@ -62,6 +81,13 @@ class Predictor:
         logits = np.concatenate([self.logits(b) for b in self.batches(texts, batch_size)])
         check_outputs(self.path, logits.shape[-1], self.label_names)
         return softmax(logits.astype(np.float64))
+
+
+def quantization_mode(manifest: dict) -> str | None:
+    """The PTQ mode an artifact was written with (``compression=auto``: its chosen candidate's), None: float."""
+    applied = (manifest.get("compression_applied") or {}).get("settings")
+    node = applied if applied is not None else (manifest.get("compression") or {}).get("quantization") or {}
+    return node.get("mode") if isinstance(node, dict) else None
 
 
 def check_outputs(path: Path, outputs: int, label_names: Sequence[str]) -> None:
@@ -91,14 +117,72 @@ def onnx_session(file: Path, threads: int | None = None):
     return ort.InferenceSession(str(file), opts, providers=["CPUExecutionProvider"])
 
 
+PRECISIONS = ("f32", "bf16", "auto")  # OpenVINO's INFERENCE_PRECISION_HINT (auto: the plugin's default)
+
+
+class OpenVINOSession:
+    """An OpenVINO CPU model with ONNX Runtime's ``run(output_names, feeds)`` call, so that a :class:`Predictor`
+    runs either (https://docs.openvino.ai/2026/openvino-workflow/running-inference.html).
+
+    Args:
+        xml / weights: the IR graph and its weights (``model.xml``, ``model.bin``), checked files of the artifact.
+        threads: ``INFERENCE_NUM_THREADS`` (None: the plugin's default).
+        precision: ``f32``, ``bf16`` or ``auto``: the ``INFERENCE_PRECISION_HINT`` of the non-int8 ops; ``auto``
+            leaves the plugin's default, which is bf16 on CPUs with AMX and f32 elsewhere.
+
+    Attributes:
+        precision: the precision the plugin actually runs the float ops in (``f32``, ``bf16``), read back
+            from the compiled model.
+
+    Raises:
+        ImportError: openvino is not installed (``pip install 'bertcompress-runtime[openvino]'``).
+        ValueError: an unknown ``precision``.
+    """
+
+    def __init__(self, xml: Path, weights: Path, threads: int | None = None, precision: str = "f32"):
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise ImportError(
+                f"{xml.parent}: an openvino artifact needs OpenVINO: pip install 'bertcompress-runtime[openvino]' ({e})"
+            ) from e
+        if precision not in PRECISIONS:
+            raise ValueError(f"{xml.parent}: openvino precision {precision!r}: expected one of {PRECISIONS}")
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if precision != "auto":
+            config["INFERENCE_PRECISION_HINT"] = precision
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        core = ov.Core()
+        self.compiled = core.compile_model(core.read_model(str(xml), str(weights)), "CPU", config)
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: f32, bf16
+        self.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        self._request = self.compiled.create_infer_request()
+
+    def run(self, output_names, feeds: dict) -> list:
+        result = self._request.infer(feeds)
+        return [np.asarray(result[self.compiled.output(name)]) for name in output_names]
+
+
+def session(path: Path, manifest: dict, threads: int | None = None):
+    """The inference session of an ``onnx`` or ``openvino`` artifact (``run(output_names, feeds)``)."""
+    if manifest["format"] == "openvino":
+        xml = artifact_file(path, OPENVINO_XML, "openvino graph")
+        weights = artifact_file(path, WEIGHT_FILES["openvino"], "manifest.json: weights")
+        precision = str((manifest.get("openvino") or {}).get("inference_precision", "f32"))
+        return OpenVINOSession(xml, weights, threads, precision)
+    return onnx_session(path / WEIGHT_FILES["onnx"], threads)
+
+
 def load(path: str | Path, threads: int | None = None) -> Predictor:
-    """Load an ``onnx`` or ``sklearn`` (TF-IDF floor) classification artifact.
+    """Load an ``onnx``, ``openvino`` or ``sklearn`` (TF-IDF floor) classification artifact.
 
     Raises:
         FileNotFoundError: the dir has no manifest.json.
         ArtifactError: a damaged artifact, a pickle (format version 1), or a format that needs torch
             (``hf``, ``torch``: export it with ``bertcompress-export`` in the training install), or a
             sequence labeler (``task: ner``).
+        ImportError: an openvino artifact without OpenVINO installed.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -116,7 +200,7 @@ def load(path: str | Path, threads: int | None = None) -> Predictor:
 
             return Predictor(path, manifest, text_model=TfidfModel(path, manifest))
         encoder = Encoder(path, manifest["max_length"], manifest.get("text_normalizer"))
-        return Predictor(path, manifest, encoder, session=onnx_session(path / WEIGHT_FILES["onnx"], threads))
+        return Predictor(path, manifest, encoder, session=session(path, manifest, threads))
     except (ImportError, ValueError):
         raise
     except Exception as e:  # noqa: BLE001  (protobuf, json, npz, tokenizer: one error that names the file)

@@ -58,7 +58,7 @@ def load_artifact(path: str | Path, threads: int | None = None) -> Predictor:
     manifest = read_manifest(path)
     try:
         return _load(path, manifest, threads)
-    except ArtifactError:
+    except (ArtifactError, ImportError):  # ImportError: a backend not installed (openvino), said as such
         raise
     except Exception as e:  # noqa: BLE001  (safetensors, zip, protobuf, json, sklearn: one error that names the file)
         weights = path / str(manifest.get("weights") or WEIGHT_FILES.get(manifest["format"], ""))
@@ -91,6 +91,6 @@ def _load(path: Path, manifest: dict, threads: int | None) -> Predictor:
         if not (path / MODULE_JSON).is_file():
             raise ArtifactError(f"{path}: the torch artifact has no {MODULE_JSON} (how to rebuild its module): {REDO}.")
         return Predictor(path, manifest, encoder, module=load_torch_module(path))
-    from bertcompress_runtime.predictor import onnx_session  # no busy-waiting threads (they skew interleaving)
+    from bertcompress_runtime.predictor import session  # ORT: no busy-waiting threads (they skew interleaving)
 
-    return Predictor(path, manifest, encoder, session=onnx_session(path / WEIGHT_FILES["onnx"], threads))
+    return Predictor(path, manifest, encoder, session=session(path, manifest, threads))

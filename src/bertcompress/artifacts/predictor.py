@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from bertcompress_runtime.predictor import Predictor as RuntimePredictor
-from bertcompress_runtime.predictor import check_outputs
+from bertcompress_runtime.predictor import check_outputs, quantization_mode
 from torch import nn
 
 from bertcompress.data.encoding import PadCollator, TextEncoder
@@ -28,6 +28,15 @@ class Predictor(RuntimePredictor):
 
     encoder: TextEncoder | None = None
     module: nn.Module | None = None
+
+    @property
+    def execution(self) -> dict:
+        """As the runtime's, with ``backend: torch`` and the weights' dtype for a torch module."""
+        if self.module is None:
+            return super().execution
+        dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in self.module.parameters()} or {"int8"})
+        quant = quantization_mode(self.manifest)
+        return {"backend": "torch", "precision": "/".join(dtypes), "quantization": quant}
 
     def logits(self, batch: dict | list[str]) -> np.ndarray:
         if self.text_model is not None:

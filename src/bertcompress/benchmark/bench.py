@@ -45,6 +45,7 @@ def _figures(m: Predictor, lat: list, n_big: int, thr_time: float, throughput_ba
         "size_zip_mb": zipped_mb(m.weights_file),
         "params": artifact_params(m),
         "format": m.manifest.get("format"),
+        "execution": m.execution,
         "max_length": m.encoder.max_length if m.encoder is not None else None,
     }
 

@@ -39,7 +39,8 @@ def _zipped_mb(path: str, size: int, mtime_ns: int) -> float:
 
 
 def artifact_params(predictor: Predictor) -> dict:
-    """Parameter counts of a torch artifact, initializer element counts of an ONNX one, or the
+    """Parameter counts of a torch artifact, initializer element counts of an ONNX one (constants of an
+    OpenVINO one), or the
     learned numbers (coefficients + idf weights) of a TF-IDF + LR one."""
     if predictor.text_model is not None:
         return predictor.text_model.num_parameters()
@@ -49,6 +50,8 @@ def artifact_params(predictor: Predictor) -> dict:
         if packed:  # torch.ao dynamic-quantized Linear/LSTM weights are not nn.Parameters
             counts = {**counts, "total": counts["total"] + packed, "packed_int8": packed}
         return counts
+    if predictor.manifest.get("format") == "openvino":
+        return _openvino_params(predictor)
     import onnx
     from onnx import numpy_helper
 
@@ -59,6 +62,21 @@ def artifact_params(predictor: Predictor) -> dict:
         if arr.size > 1:
             total += arr.size
             nonzero += int(np.count_nonzero(arr))
+    return {"total": total, "nonzero": nonzero, "embedding": None, "non_embedding": None}
+
+
+def _openvino_params(predictor: Predictor) -> dict:
+    """Element counts of an OpenVINO IR's constants (int8 weights included), as for an ONNX graph's initializers."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(predictor.path / "model.xml"), str(predictor.weights_file))
+    total = nonzero = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            arr = op.get_data()
+            if arr.size > 1:
+                total += arr.size
+                nonzero += int(np.count_nonzero(arr))
     return {"total": total, "nonzero": nonzero, "embedding": None, "non_embedding": None}
 
 

@@ -41,7 +41,7 @@ def validate_compression(cfg: DictConfig) -> None:
 
 
 def compress_and_save(
-    final: FinalModel, cfg: DictConfig, out_dir: Path, calibration_loader=None, finetune=None
+    final: FinalModel, cfg: DictConfig, out_dir: Path, calibration_loader=None, finetune=None, search=None
 ) -> dict:
     """Apply the steps of ``cfg`` (:func:`bertcompress.compression.steps.compression_steps`: pruning, then
     quantization) to a copy of ``final`` and save it to ``out_dir`` as an artifact.
@@ -49,8 +49,11 @@ def compress_and_save(
     Args:
         cfg: the ``compression`` config node (``pruning``, ``quantization``, each with a ``_target_``).
         calibration_loader: train batches (the final model's tokenization), for head importance and static PTQ.
-        finetune: ``callable(module, callbacks, epochs, optimizer)`` that fine-tunes ``module``, for gradual
-            pruning and recovery (the step passes its own ``finetune_epochs`` and ``optimizer``).
+        finetune: ``callable(module, callbacks, epochs, optimizer, teacher=None)`` that fine-tunes ``module``, for
+            gradual pruning, recovery and QAT (the step passes its own ``finetune_epochs`` and ``optimizer``;
+            with ``teacher``, a module distilled from that model's logits).
+        search: ``(score, time)`` callables for ``compression=auto`` (:class:`~bertcompress.compression.auto.SearchHooks`
+            without ``save``, which this function adds).
 
     Returns:
         The compression report (what was pruned, sparsity per layer, what was quantized, the artifact dir).
@@ -63,19 +66,31 @@ def compress_and_save(
     hf_model = getattr(module, "model", None) if final.hf_model is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         context = CompressionContext(final.name, hf_model, calibration_loader, finetune, Path(tmp))
+        if search is not None:
+            from bertcompress.compression.auto import SearchHooks
+
+            def save(candidate, artifact: dict, directory: Path) -> Path:
+                _save(final, cfg, candidate, artifact, directory)
+                return directory
+
+            context.search = SearchHooks(save, *search)
         for step in steps:
             module = step.apply(module, context)
-        _save(final, cfg, module, hf_model, context, out_dir)
+        _save(final, cfg, module, context.artifact, out_dir)
     report = {"name": cfg.get("name", "none"), **context.report, "artifact": str(out_dir)}
     log.info("Saved the %s artifact of %s to %s", report["name"], final.name, out_dir)
     return report
 
 
-def _save(final: FinalModel, cfg: DictConfig, module, hf_model, context: CompressionContext, out_dir: Path) -> None:
-    """Save the compressed model in the format its steps left: ONNX, a torch module, or an HF dir."""
+def _save(final: FinalModel, cfg: DictConfig, module, artifact: dict, out_dir: Path) -> None:
+    """Save the compressed model in the format its steps left in ``artifact`` (a context's): ONNX, OpenVINO,
+    a torch module, or an HF dir."""
+    hf_model = getattr(module, "model", None) if final.hf_model is not None else None
     extra = {"compression": OmegaConf.to_container(cfg, resolve=True), "model_name": final.name}
-    if "structure" in context.artifact:
-        extra["structure"] = context.artifact["structure"]
+    if "applied" in artifact:  # what compression=auto chose: the candidate and its settings
+        extra["compression_applied"] = artifact["applied"]
+    if "structure" in artifact:
+        extra["structure"] = artifact["structure"]
     common = dict(
         tokenizer=final.encoder.tokenizer,
         label_names=final.label_names,
@@ -84,9 +99,12 @@ def _save(final: FinalModel, cfg: DictConfig, module, hf_model, context: Compres
         extra=extra,
         task=final.task,
     )
-    fmt = context.artifact.get("format") or ("hf" if hf_model is not None else "torch")
+    fmt = artifact.get("format") or ("hf" if hf_model is not None else "torch")
     if fmt == "onnx":
-        save_artifact(out_dir, "onnx", onnx_file=context.artifact["onnx_file"], **common)
+        save_artifact(out_dir, "onnx", onnx_file=artifact["onnx_file"], **common)
+    elif fmt == "openvino":
+        extra["openvino"] = {"inference_precision": artifact["openvino"]}
+        save_artifact(out_dir, "openvino", openvino_dir=artifact["openvino_dir"], **common)
     elif fmt == "hf":
         save_artifact(out_dir, "hf", hf_model=hf_model, **common)
     else:
@@ -94,7 +112,7 @@ def _save(final: FinalModel, cfg: DictConfig, module, hf_model, context: Compres
             out_dir,
             "torch",
             module=module,
-            quantization=context.artifact.get("quantization"),
-            structure=context.artifact.get("structure"),
+            quantization=artifact.get("quantization"),
+            structure=artifact.get("structure"),
             **common,
         )

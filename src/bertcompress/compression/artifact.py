@@ -7,6 +7,8 @@ Formats (``manifest["format"]``):
   torch-quantized and structurally pruned models and the static-embedding students; no pickle
   (:mod:`bertcompress.compression.serialize`);
 - ``onnx``: ``model.onnx`` run with ONNX Runtime (inputs ``input_ids``, ``attention_mask``);
+- ``openvino``: ``model.xml`` + ``model.bin`` (OpenVINO IR) run with OpenVINO, its float ops in the
+  manifest's ``openvino.inference_precision``;
 - ``sklearn``: the TF-IDF + LR baseline (:mod:`bertcompress.models.tfidf`), raw text in.
 
 The manifest gives label names, max_length, the text normalizer, the format and how to load it,
@@ -15,6 +17,7 @@ plus what compression was applied.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from torch import nn
 
 from bertcompress.compression.serialize import write_module
 from bertcompress.utils.io import atomic_dir, atomic_write_json
-from bertcompress.utils.manifest import FORMAT_VERSION, HOW_TO_LOAD, MANIFEST, WEIGHT_FILES
+from bertcompress.utils.manifest import FORMAT_VERSION, HOW_TO_LOAD, MANIFEST, OPENVINO_XML, WEIGHT_FILES
 
 
 def module_spec(module: nn.Module, task: str, structure: dict | None) -> dict:
@@ -53,12 +56,14 @@ def save_artifact(
     module: nn.Module | None = None,
     hf_model=None,
     onnx_file: str | Path | None = None,
+    openvino_dir: str | Path | None = None,
     extra: dict | None = None,
     quantization: dict | None = None,
     structure: dict | None = None,
     task: str = "classification",
 ) -> Path:
-    """Write an artifact dir atomically. Give ``hf_model`` for ``hf``, ``module`` for ``torch``, ``onnx_file`` for ``onnx``.
+    """Write an artifact dir atomically. Give ``hf_model`` for ``hf``, ``module`` for ``torch``, ``onnx_file`` for
+    ``onnx``, ``openvino_dir`` (holding ``model.xml`` and ``model.bin``) for ``openvino``.
 
     ``quantization`` / ``structure`` (torch format): the PTQ settings applied to ``module`` and the kept
     heads and neurons of a structurally pruned transformer, from which the loader rebuilds it.
@@ -81,11 +86,14 @@ def save_artifact(
             if spec["builder"] == "hf":
                 module.model.config.save_pretrained(tmp)
             write_module(tmp, module, spec, quantization)
+        elif fmt == "openvino":
+            if openvino_dir is None:
+                raise ValueError("format 'openvino' needs openvino_dir")
+            for name in (OPENVINO_XML, WEIGHT_FILES["openvino"]):
+                shutil.copyfile(Path(openvino_dir) / name, tmp / name)
         else:
             if onnx_file is None:
                 raise ValueError("format 'onnx' needs onnx_file")
-            import shutil
-
             shutil.copyfile(onnx_file, tmp / WEIGHT_FILES["onnx"])
         tokenizer.save_pretrained(tmp)
         atomic_write_json(

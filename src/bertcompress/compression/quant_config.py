@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from bertcompress.compression.smoothquant import check_alpha
 
-BACKENDS = ("torchao", "torch_ao", "onnxruntime")
+BACKENDS = ("torchao", "torch_ao", "onnxruntime", "openvino")
 
 
-MODES = ("dynamic", "static", "fp16", "bf16")
+MODES = ("dynamic", "static", "fp16", "bf16", "fp32")
+
+# OpenVINO's INFERENCE_PRECISION_HINT for the float ops (auto: the plugin's default, bf16 on AMX CPUs)
+INFERENCE_PRECISIONS = ("f32", "bf16", "auto")
 
 
 OBSERVERS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -48,6 +51,15 @@ def check_quant_config(
         raise ValueError(f"compression.quantization.mode={mode!r}: expected one of {MODES}")
     if backend not in BACKENDS:
         raise ValueError(f"compression.quantization.backend={backend!r}: expected one of {BACKENDS}")
+    if backend == "openvino" and mode not in {"static", "fp32", "bf16"}:
+        raise QuantizationError(
+            f"backend 'openvino' does mode static (NNCF int8 PTQ), fp32 or bf16 (the float graph run in that "
+            f"precision), not {mode!r}"
+        )
+    if mode == "fp32" and backend != "openvino":
+        raise QuantizationError(
+            f"mode fp32 (the float graph in another runtime) is for backend openvino, not {backend!r}"
+        )
     if mode == "static":
         if not calibration_batches or calibration_batches < 1:
             raise ValueError(
@@ -55,7 +67,7 @@ def check_quant_config(
             )
         if observer not in OBSERVERS:
             raise ValueError(f"compression.quantization.observer={observer!r}: expected one of {list(OBSERVERS)}")
-        if backend != "onnxruntime":
+        if backend not in {"onnxruntime", "openvino"}:
             raise QuantizationError(
                 f"backend {backend!r} cannot do static int8 PTQ of transformer encoders on CPU here "
                 "(torchao has no CPU static int8 config; torch.ao needs QuantStubs in the model): use "

@@ -76,12 +76,16 @@ def quantize_onnx(
     calibration: Iterable[dict] | None = None,
     observer: str = "minmax",
     per_channel: bool = False,
+    nodes_to_exclude: list[str] | None = None,
+    nodes_to_quantize: list[str] | None = None,
 ) -> dict:
     """ONNX Runtime int8 PTQ of an exported model.
 
     Args:
         quantize_embeddings: also quantize ``Gather`` (the embedding tables).
         calibration: batches (``input_ids``/``attention_mask`` tensors) for ``static`` mode.
+        nodes_to_exclude: node names kept in fp32 (the per-layer fallback of ``compression=auto``).
+        nodes_to_quantize: quantize only these nodes (None: every node of the op types).
 
     Returns:
         A report with the op types quantized and the node counts of the int8 graph.
@@ -105,6 +109,8 @@ def quantize_onnx(
             weight_type=QuantType.QInt8,
             op_types_to_quantize=ops,
             per_channel=per_channel,
+            nodes_to_exclude=list(nodes_to_exclude) if nodes_to_exclude else None,
+            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
             # the fused com.microsoft ops have no ONNX shape inference: their outputs are float
             extra_options={"DefaultTensorType": 1},
         )
@@ -118,6 +124,8 @@ def quantize_onnx(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=ops,
             per_channel=per_channel,
+            nodes_to_exclude=list(nodes_to_exclude) if nodes_to_exclude else None,
+            nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, OBSERVERS[observer]),
@@ -129,6 +137,7 @@ def quantize_onnx(
         "backend": "onnxruntime",
         "op_types_to_quantize": ops,
         "quantize_embeddings": quantize_embeddings,
+        **({"nodes_to_exclude": list(nodes_to_exclude)} if nodes_to_exclude else {}),
         **onnx_graph_report(int8_path),
     }
 

@@ -8,7 +8,9 @@ backend and what it lacks; none falls back to another silently.
 - ``onnxruntime``: export with ``torch.onnx.export(dynamo=False)``, then ``quantize_dynamic`` or
   ``quantize_static`` with calibration batches (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
   It can also quantize the embedding ``Gather`` (mBERT 711 -> 178 MB).
-- ``fp16`` / ``bf16``: weights cast to half precision (any backend name; torch only).
+- ``openvino``: the same export, converted to OpenVINO IR; int8 with NNCF PTQ (``mode=static``), or the
+  float graph (``fp32``, ``bf16``), run by OpenVINO (:mod:`~bertcompress.compression.quant_openvino`).
+- ``fp16`` / ``bf16``: weights cast to half precision (torch backends).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 
 from bertcompress.compression.quant_config import (  # noqa: F401  (re-exported: the settings' one home)
     BACKENDS,
+    INFERENCE_PRECISIONS,
     MODES,
     OBSERVERS,
     QuantizationError,
@@ -42,6 +45,7 @@ class QuantizedModel:
     report: dict
     module: nn.Module | None = None
     onnx_file: Path | None = None
+    openvino_dir: Path | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -79,8 +83,19 @@ class Quantizer:
         observer: str = "minmax",
         smoothquant_alpha: float | None = None,
         fuse: bool = False,
+        inference_precision: str = "f32",
+        nodes_to_exclude: list[str] | None = None,
     ):
         check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
+        if inference_precision not in INFERENCE_PRECISIONS:
+            raise ValueError(
+                f"compression.quantization.inference_precision={inference_precision!r}: expected one of "
+                f"{INFERENCE_PRECISIONS} (backend openvino)"
+            )
+        if nodes_to_exclude and backend != "onnxruntime":
+            raise ValueError("compression.quantization.nodes_to_exclude names ONNX nodes: backend=onnxruntime")
+        self.inference_precision = inference_precision
+        self.nodes_to_exclude = list(nodes_to_exclude or [])
         if fuse and (backend != "onnxruntime" or mode != "dynamic"):
             raise ValueError("compression.quantization.fuse=true fuses ONNX graphs: backend=onnxruntime, mode=dynamic")
         self.fuse = bool(fuse)
@@ -108,6 +123,8 @@ class Quantizer:
             q.get("observer", "minmax"),
             q.get("smoothquant_alpha"),
             bool(q.get("fuse", False)),
+            q.get("inference_precision", "f32"),
+            q.get("nodes_to_exclude"),
         )
 
     def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
@@ -136,7 +153,7 @@ class Quantizer:
             smoothing = smooth_linears(
                 module, iter(calibration_loader), self.smoothquant_alpha, max_batches=int(self.calibration_batches)
             )
-        if self.backend != "onnxruntime":
+        if self.backend not in {"onnxruntime", "openvino"}:
             settings = {
                 "mode": self.mode,
                 "backend": self.backend,
@@ -149,10 +166,14 @@ class Quantizer:
             )
             return QuantizedModel("torch", {**report, "smoothquant": smoothing}, module=qmodule, extra=extra)
         if calibration_loader is None:
-            raise ValueError("backend 'onnxruntime' needs a data batch to export the model (calibration_loader=None)")
+            raise ValueError(
+                f"backend {self.backend!r} needs a data batch to export the model (calibration_loader=None)"
+            )
         if workdir is None:
-            raise ValueError("backend 'onnxruntime' needs a workdir for the exported graphs")
+            raise ValueError(f"backend {self.backend!r} needs a workdir for the exported graphs")
         example = next(iter(calibration_loader))
+        if self.backend == "openvino":
+            return self._openvino(module, calibration_loader, Path(workdir), example, smoothing)
         fusion = None
         if self.fuse and getattr(getattr(module, "model", None), "config", None) is not None:
             from bertcompress.compression.quant_onnx import FUSABLE, export_fused
@@ -166,7 +187,25 @@ class Quantizer:
         if self.mode == "static":
             calibration = list(itertools.islice(calibration_loader, int(self.calibration_batches)))
         report = quantize_onnx(
-            fp32, int8, self.mode, self.quantize_embeddings, calibration, self.observer, self.per_channel
-        )
+            fp32, int8, self.mode, self.quantize_embeddings, calibration, self.observer, self.per_channel,
+            self.nodes_to_exclude,
+        )  # fmt: skip
         report["fusion"] = fusion if fusion is not None else ("not a BERT encoder: unfused" if self.fuse else None)
         return QuantizedModel("onnx", {**report, "smoothquant": smoothing}, onnx_file=int8)
+
+    def _openvino(
+        self, module: nn.Module, calibration_loader, workdir: Path, example: dict, smoothing
+    ) -> QuantizedModel:
+        """Export ``module`` to ONNX (unfused: OpenVINO fuses on its own), then convert it to OpenVINO IR, int8
+        with NNCF for ``mode=static``."""
+        from bertcompress.compression.quant_onnx import export_onnx
+        from bertcompress.compression.quant_openvino import quantize_openvino
+
+        fp32 = export_onnx(module, workdir / "fp32.onnx", example)
+        calibration = None
+        if self.mode == "static":
+            calibration = list(itertools.islice(calibration_loader, int(self.calibration_batches)))
+        transformer = getattr(getattr(module, "model", None), "config", None) is not None
+        out = workdir / "openvino"
+        report = quantize_openvino(fp32, out, self.mode, calibration, transformer, self.inference_precision)
+        return QuantizedModel("openvino", {**report, "smoothquant": smoothing}, openvino_dir=out)

@@ -24,16 +24,19 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+def _encoder(model: nn.Module) -> nn.Module:
+    while not hasattr(model, "base_model") and isinstance(getattr(model, "model", None), nn.Module):
+        model = model.model  # unwrap batch -> logits wrappers (HFStudent)
+    return getattr(getattr(model, "base_model", model), "encoder", None)
+
+
 def encoder_layers(model: nn.Module) -> list[nn.Module]:
     """The transformer blocks of a BERT/ELECTRA/XLM-R model (or its ``*ForSequenceClassification``).
 
     Raises:
         ValueError: when the model does not have the BERT-family layer layout.
     """
-    while not hasattr(model, "base_model") and isinstance(getattr(model, "model", None), nn.Module):
-        model = model.model  # unwrap batch -> logits wrappers (HFStudent)
-    base = getattr(model, "base_model", model)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    layers = getattr(_encoder(model), "layer", None)
     if layers is None or not all(hasattr(ly, "attention") and hasattr(ly.attention, "self") for ly in layers):
         raise ValueError(
             f"Structured pruning supports BERT-family encoders (BERT, ELECTRA, XLM-R); {type(model).__name__} "
@@ -70,6 +73,42 @@ def prune_layer(layer: nn.Module, keep_heads: list[int], keep_neurons: list[int]
     nidx = torch.tensor(sorted(keep_neurons), device=idx.device)
     layer.intermediate.dense = _slice_linear(layer.intermediate.dense, nidx, 0)
     layer.output.dense = _slice_linear(layer.output.dense, nidx, 1)
+
+
+def drop_layers(model: nn.Module, fraction: float, selection: str = "top") -> list[int]:
+    """Remove ``round(L * fraction)`` whole transformer blocks in place, and set ``config.num_hidden_layers``.
+
+    Args:
+        selection: ``top`` drops the last blocks (the best of the strategies of Sajjad et al. 2023, "On the
+            effect of dropping layers of pre-trained transformer models", arXiv:2004.03844); ``uniform`` keeps
+            evenly spaced blocks (as DistilBERT's initialisation).
+
+    Returns:
+        The 0-based indices of the kept blocks, in order.
+
+    Raises:
+        ValueError: a fraction outside [0, 1), an unknown selection, or one that would keep no block.
+    """
+    if not 0.0 <= fraction < 1.0 or selection not in {"top", "uniform"}:
+        raise ValueError(
+            f"compression.pruning.layer_fraction={fraction} must lie in [0, 1) and layer_selection={selection!r} "
+            "be top or uniform"
+        )
+    layers, encoder = encoder_layers(model), _encoder(model)
+    n = len(layers)
+    keep = n - round(n * fraction)
+    if keep < 1:
+        raise ValueError(f"compression.pruning.layer_fraction={fraction} keeps no layer of {n}")
+    kept = (
+        list(range(keep))
+        if selection == "top"
+        else sorted({round(i * (n - 1) / max(keep - 1, 1)) for i in range(keep)})
+    )
+    encoder.layer = nn.ModuleList(layers[i] for i in kept)
+    config = getattr(model, "config", None) or getattr(getattr(model, "model", None), "config", None)
+    if config is not None:
+        config.num_hidden_layers = len(kept)
+    return kept
 
 
 def structure_of(model: nn.Module) -> dict:

@@ -216,3 +216,21 @@ class SoftTargetCallback(L.Callback):
             batch["teacher_logits"], batch["teacher_mask"] = z.to(device), mask.to(device)
             return
         batch["teacher_logits"] = self.soft_targets(ids, batch["input_ids"].device)
+
+
+class InputTeacherCallback(L.Callback):
+    """Puts ``teacher``'s logits on each training batch's own inputs into ``batch["teacher_logits"]`` (B, C),
+    or (B, T, C) with ``teacher_mask`` (B, T) for sequence labeling: for a compressed model distilled from its
+    uncompressed self (QAT, pruning recovery), which reads the same tokens. ``teacher``: batch -> logits, run
+    without gradients and never trained."""
+
+    def __init__(self, teacher: nn.Module):
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.teacher.to(batch["input_ids"].device).eval()
+        with torch.no_grad():
+            z = self.teacher({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}).float()
+        batch["teacher_logits"] = z
+        if z.dim() == 3 and "labels" in batch:
+            batch["teacher_mask"] = batch["labels"] != -100

@@ -111,6 +111,8 @@ def _row_from_results(path: Path, r: RunResults) -> dict:
         # written when validation figures were fractions: converted to percent on read, noted in the report
         "units_converted": r.metric_unit != METRIC_UNIT and bool(r.student or r.teacher),
         "derived": False,
+        # compression=auto: the candidates it scored on validation and timed (bertcompress.compression.auto)
+        "compression_search": ((r.compression or {}).get("quantization") or {}).get("search"),
         **eval_set_columns(r.eval_sets),
     }
 

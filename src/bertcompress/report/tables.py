@@ -244,6 +244,8 @@ def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
             parts.append(f"\n## {title}\n\n" + markdown_table(table))
     parts.append("\n## Pareto front (macro-F1 vs latency p50)\n\n")
     parts.append(markdown_table(pareto_table(agg)))
+    for model, search in searches(runs):
+        parts.append(f"\n## Compression search (`compression=auto`): {model}\n\n" + markdown_table(search))
     caches = cache_summary(runs)
     if caches:
         parts.append(f"\n{caches}\n")
@@ -251,3 +253,33 @@ def summary_markdown(agg: pd.DataFrame, runs: pd.DataFrame) -> str:
         parts.append("\n## Failed jobs\n\n")
         parts.append(markdown_table(failed[["run_dir", "model", "error"]].fillna("")))
     return "".join(parts)
+
+
+def searches(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``(model, table)`` per finished ``compression=auto`` run: every candidate with its validation macro-F1,
+    the difference from fp32, whether it held the tolerance, batch-1 p50, throughput, speedup over fp32 in
+    its own timing round, size and status (``winner``)."""
+    out = []
+    if "compression_search" not in runs:
+        return out
+    for _, run in runs[runs["compression_search"].notna()].iterrows():
+        rows = []
+        for r in run["compression_search"]:
+            rows.append({
+                "candidate": r["candidate"],
+                "val macro-F1": _num(r.get("val_macro_f1"), "{:.2f}"),
+                "Δ val": _num(r.get("delta_val_macro_f1"), "{:+.2f}"),
+                "within": {True: "yes", False: "no"}.get(r.get("within_tolerance"), ""),
+                "p50 ms": _num(r.get("p50_ms"), "{:.2f}"),
+                "texts/s": _num(r.get("throughput_seq_s"), "{:.1f}"),
+                "speedup ×": _num(r.get("speedup"), "{:.2f}"),
+                "MB": _num(r.get("size_mb"), "{:.1f}"),
+                "runtime": "/".join(str(v) for v in (r.get("execution") or {}).values() if v is not None),
+                "status": r.get("status", ""),
+            })  # fmt: skip
+        out.append((run["model"], pd.DataFrame(rows)))
+    return out
+
+
+def _num(value, fmt: str) -> str:
+    return fmt.format(value) if isinstance(value, int | float) and value == value else ""

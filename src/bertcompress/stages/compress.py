@@ -13,7 +13,9 @@ from omegaconf import DictConfig
 from bertcompress.compression.apply import FinalModel, compress_and_save
 from bertcompress.compression.steps import compression_steps
 from bertcompress.data.datamodule import ClassificationDataModule
+from bertcompress.distill.feature_module import FeatureDistillStudent
 from bertcompress.distill.module import DistillStudent
+from bertcompress.distill.soft_targets import InputTeacherCallback
 from bertcompress.models.students import HFStudent
 from bertcompress.stages.student import StudentResult
 from bertcompress.stages.teacher import TeacherResult
@@ -41,10 +43,19 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
     seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
 
-    def finetune(module, callbacks, epochs: int, optimizer):  # the step's own settings (gradual pruning, recovery)
+    def finetune(module, callbacks, epochs: int, optimizer, teacher=None, loss=None, terms=None):
+        """The step's own settings (gradual pruning, recovery, QAT); with ``teacher``, KD from its logits on the
+        same batches (``loss``), plus intermediate ``terms`` between the two HF models."""
         if optimizer is not None and not callable(optimizer):  # the step's optimizer config (_partial_: true)
             optimizer = hydra.utils.instantiate(optimizer)
-        lit = DistillStudent(module, dm.labels, kd=False, optimizer=optimizer)
+        if teacher is None:
+            lit = DistillStudent(module, dm.labels, kd=False, optimizer=optimizer)
+        elif terms:
+            lit = FeatureDistillStudent(module, dm.labels, loss, terms, teacher.model, None, True, optimizer)
+        else:
+            lit = DistillStudent(module, dm.labels, loss, kd=True, optimizer=optimizer)
+        if teacher is not None:
+            callbacks = [*callbacks, InputTeacherCallback(teacher)]
         trainer = hydra.utils.instantiate(
             cfg.trainer,
             max_epochs=int(epochs),
@@ -54,7 +65,47 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
         )
         trainer.fit(lit, datamodule=dm.view(final.encoder))
 
-    return Compressed(path, compress_and_save(final, cfg.compression, path, calibration, finetune))
+    search = search_hooks(cfg, dm) if _searches(cfg.compression) else None
+    return Compressed(path, compress_and_save(final, cfg.compression, path, calibration, finetune, search))
+
+
+def _searches(node) -> bool:
+    """Whether the compression config runs the accuracy-budgeted search (``compression=auto``)."""
+    target = str((node.get("quantization") or {}).get("_target_", "")) if node is not None else ""
+    return target.endswith("AutoQuantization")
+
+
+def search_hooks(cfg: DictConfig, dm: ClassificationDataModule) -> tuple:
+    """``(score, time)`` for ``compression=auto``: validation macro-F1 of an artifact reloaded from disk, and
+    artifacts timed interleaved on validation texts with the ``cfg.benchmark`` loop (batch-1 p50, throughput
+    at the target batch size or ``benchmark.throughput_batch_size``). Test texts are never read."""
+    from bertcompress.artifacts import load_artifact
+    from bertcompress.benchmark.bench import benchmark
+    from bertcompress.metrics import task_metrics
+
+    texts, labels, threads = dm.texts("val"), dm.label_ids("val"), int(cfg.benchmark.threads)
+
+    def score(directory) -> float:
+        predictor = load_artifact(directory, threads=threads)
+        return task_metrics(dm.task, labels, predictor.predict_labels(texts), dm.labels)["macro_f1"]
+
+    def time(directories, batch_size: int) -> list[dict]:
+        b = cfg.benchmark
+        models = [load_artifact(d, threads=threads) for d in directories]
+        size = int(batch_size) if int(batch_size) > 1 else int(b.throughput_batch_size)
+        bench = benchmark(
+            models[0], texts, labels, n_runs=int(b.n_runs), warmup=int(b.warmup), block_size=int(b.get("block_size", 10)),
+            throughput_batches=int(b.throughput_batches), throughput_batch_size=size, threads=threads, evaluate=False,
+            extra={str(i): m for i, m in enumerate(models[1:])},
+        )  # fmt: skip
+        figures = [bench] + [bench["extra"][str(i)] for i in range(len(models) - 1)]
+        return [
+            {"p50_ms": f["latency_ms"]["p50"], "throughput_seq_s": f["throughput_seq_s"], "size_mb": f["size_mb"],
+             "execution": f["execution"], "machine_busy": bench["machine"].get("busy")}
+            for f in figures
+        ]  # fmt: skip
+
+    return score, time
 
 
 def teacher_final(cfg: DictConfig, dm: ClassificationDataModule, teacher: TeacherResult) -> FinalModel:

@@ -8,6 +8,7 @@ from bertcompress_runtime.manifest import (
     MANIFEST,
     MAX_JSON_BYTES,
     MODULE_JSON,
+    OPENVINO_XML,
     PICKLE_FILES,
     READ_VERSIONS,
     REDO,
@@ -19,6 +20,6 @@ from bertcompress_runtime.manifest import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "HOW_TO_LOAD", "MANIFEST", "MAX_JSON_BYTES", "MODULE_JSON", "PICKLE_FILES", "READ_VERSIONS",
+    "FORMAT_VERSION", "HOW_TO_LOAD", "MANIFEST", "MAX_JSON_BYTES", "MODULE_JSON", "OPENVINO_XML", "PICKLE_FILES", "READ_VERSIONS",
     "REDO", "WEIGHT_FILES", "ArtifactError", "artifact_file", "read_manifest", "refuse_pickle",
 ]  # fmt: skip
