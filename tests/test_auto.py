@@ -148,15 +148,27 @@ def test_bad_auto_settings_are_refused_naming_the_key():
 def test_auto_in_a_run_records_the_search_and_ships_the_winner(tmp_path, tiny_run_overrides):
     from bertcompress.pipeline import run
 
-    results = run(compose([*tiny_run_overrides, "compression=auto", "compression.quantization.qat=null"], tmp_path))
+    four = (  # one candidate of each backend (the whole declared set is a minute of a tiny run)
+        "{ort_dynamic_fused: {mode: dynamic, backend: onnxruntime, quantize_embeddings: true, fuse: true}, "
+        "ort_static_minmax: {mode: static, backend: onnxruntime, observer: minmax, calibration_batches: 2}, "
+        "torch_ao_dynamic: {mode: dynamic, backend: torch_ao}, "
+        "openvino_int8: {mode: static, backend: openvino, calibration_batches: 2}}"
+    )
+    overrides = ["compression=auto", "compression.quantization.qat=null", "~compression.quantization.candidates",
+                 f"+compression.quantization.candidates={{transformer: {four}}}"]  # fmt: skip
+    results = run(compose([*tiny_run_overrides, *overrides], tmp_path))
     q = results["compression"]["quantization"]
     rows = {r["candidate"]: r for r in q["search"]}
     declared = results["config"]["compression"]["quantization"]["candidates"]["transformer"]
-    assert set(declared) <= set(rows) and rows["fp32"]["status"] == "reference"
+    assert set(declared) <= set(rows) and len(declared) == 4 and rows["fp32"]["status"] == "reference"
     for row in q["search"]:
         assert "test" not in json.dumps(row)  # candidates are scored on validation only
         if row["status"] in {"built", "winner"}:
             assert row["val_macro_f1"] >= 0 and row["p50_ms"] > 0 and row["throughput_seq_s"] > 0 and row["size_mb"] > 0
+    bench = results["benchmark"]  # the shipped artifact is benchmarked like any other, with what ran it
+    assert (
+        bench["speedup"] > 0 and bench["execution"]["backend"] and bench["reference"]["execution"]["backend"] == "torch"
+    )
     if q["within_budget"]:  # the artifact evaluated after the search is the winner: the same val figure
         assert results["final_val"]["macro_f1"] == pytest.approx(rows[q["winner"]]["val_macro_f1"])
 

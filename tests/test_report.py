@@ -338,3 +338,28 @@ def test_old_results_with_fractional_validation_figures_are_converted_with_a_not
     assert "1 run(s) were written when validation figures (best_val_macro_f1) were fractions" in summary_markdown(
         aggregate(runs), runs
     )
+
+
+def test_a_compression_search_becomes_a_table_with_its_winner(tmp_path):
+    import json
+
+    from tests.report_fixtures import result
+
+    r = result("me5", "none", "auto", 1, 55.0, 50.0, 5.0, 118.0)
+    r["compression"] = {"quantization": {"method": "auto", "winner": "b", "search": [
+        {"candidate": "fp32", "val_macro_f1": 55.0, "status": "reference", "p50_ms": 20.0, "throughput_seq_s": 50.0,
+         "size_mb": 470.0, "speedup": 1.0, "timing_round": 1, "execution": {"backend": "torch", "precision": "float32"}},
+        {"candidate": "a", "val_macro_f1": 53.0, "delta_val_macro_f1": -2.0, "within_tolerance": False,
+         "status": "built", "p50_ms": 4.0, "throughput_seq_s": 90.0, "size_mb": 118.0, "speedup": 5.0, "timing_round": 1},
+        {"candidate": "b", "val_macro_f1": 54.9, "delta_val_macro_f1": -0.1, "within_tolerance": True,
+         "status": "winner", "p50_ms": 5.0, "throughput_seq_s": 80.0, "size_mb": 118.0, "speedup": 4.0, "timing_round": 1},
+        {"candidate": "c", "settings": {"backend": "openvino"}, "status": "skipped: not installed"},
+    ]}}  # fmt: skip
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(r))
+    md = (make_report(tmp_path)["dir"] / "summary.md").read_text()
+    section = md.split("## Compression search (`compression=auto`): me5+auto")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
+    assert [line.split(" | ")[0].strip("| ") for line in rows] == ["fp32", "a", "b", "c"]
+    assert "| 54.90 | -0.10 | yes | 5.00 | 80.0 | 4.00 | 1 | 118.0 |" in rows[2] and rows[2].endswith("| winner |")
+    assert "skipped: not installed" in rows[3] and "torch/float32" in rows[0]

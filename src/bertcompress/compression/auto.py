@@ -185,7 +185,7 @@ class AutoQuantization:
         for name, fig in zip(["fp32"] + [b.name for b in built], figures, strict=True):
             row = by_name[name]
             row.update(
-                {k: fig[k] for k in ("p50_ms", "throughput_seq_s", "size_mb", "execution")},
+                {k: fig.get(k) for k in ("p50_ms", "throughput_seq_s", "size_mb", "execution", "machine_busy")},
                 speedup=ref["p50_ms"] / fig["p50_ms"],
                 throughput_speedup=fig["throughput_seq_s"] / ref["throughput_seq_s"],
                 timing_round=round_no,

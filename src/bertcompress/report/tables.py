@@ -273,6 +273,7 @@ def searches(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
                 "p50 ms": _num(r.get("p50_ms"), "{:.2f}"),
                 "texts/s": _num(r.get("throughput_seq_s"), "{:.1f}"),
                 "speedup ×": _num(r.get("speedup"), "{:.2f}"),
+                "round": r.get("timing_round") or "",
                 "MB": _num(r.get("size_mb"), "{:.1f}"),
                 "runtime": "/".join(str(v) for v in (r.get("execution") or {}).values() if v is not None),
                 "status": r.get("status", ""),
