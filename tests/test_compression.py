@@ -25,8 +25,8 @@ from bertcompress.compression.structured import encoder_layers, prune_structured
 from bertcompress.pipeline import run
 from tests.conftest import CONF_DIR, ROOT, compose, requires_ubmec
 
-# compression=auto runs in tests/test_auto.py (a whole search per run)
-COMPRESSIONS = sorted(p.stem for p in (CONF_DIR / "compression").glob("*.yaml") if p.stem != "auto")
+# compression=auto and qat run in tests/test_auto.py and tests/test_qat.py (a whole search; a QAT fit and export)
+COMPRESSIONS = sorted(p.stem for p in (CONF_DIR / "compression").glob("*.yaml") if p.stem not in {"auto", "qat"})
 
 
 def _tiny_classifier(kind: str = "bert"):

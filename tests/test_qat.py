@@ -62,6 +62,8 @@ def test_qat_ships_an_int8_qdq_graph_that_matches_its_fake_quant_model(tmp_path,
     names = {i.name for i in graph.graph.initializer}
     assert not any(n.endswith(".w_t") or n.endswith("dense.weight") for n in names)  # no fp32 copy of the weights
     assert q["onnx_vs_fake_quant"]["max_abs_logit_diff"] < 1e-4 and q["onnx_vs_fake_quant"]["argmax_agreement"] == 1.0
+    bench = results["benchmark"]  # benchmarked like every artifact, and said to be a QAT graph
+    assert bench["speedup"] > 0 and bench["size_mb"] > 0 and bench["execution"]["quantization"] == "qat"
     texts = ubmec_texts[400:420]
     (tmp_path / "t.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
     proc = run_without_torch(

@@ -84,10 +84,13 @@ class Predictor:
 
 
 def quantization_mode(manifest: dict) -> str | None:
-    """The PTQ mode an artifact was written with (``compression=auto``: its chosen candidate's), None: float."""
+    """The PTQ mode an artifact was written with (``compression=auto``: its chosen candidate's; ``qat`` for a
+    QAT graph), None: float."""
     applied = (manifest.get("compression_applied") or {}).get("settings")
     node = applied if applied is not None else (manifest.get("compression") or {}).get("quantization") or {}
-    return node.get("mode") if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return None
+    return node.get("mode") or ("qat" if str(node.get("_target_", "")).endswith("QuantizationAwareTraining") else None)
 
 
 def check_outputs(path: Path, outputs: int, label_names: Sequence[str]) -> None:

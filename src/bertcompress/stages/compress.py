@@ -19,6 +19,7 @@ from bertcompress.distill.soft_targets import InputTeacherCallback
 from bertcompress.models.students import HFStudent
 from bertcompress.stages.student import StudentResult
 from bertcompress.stages.teacher import TeacherResult
+from bertcompress.utils.progress import progress_bar
 from bertcompress.utils.seeding import seed_stage
 
 
@@ -56,6 +57,7 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
             lit = DistillStudent(module, dm.labels, loss, kd=True, optimizer=optimizer)
         if teacher is not None:
             callbacks = [*callbacks, InputTeacherCallback(teacher)]
+        callbacks = [*callbacks, progress_bar()]  # Rich on a terminal, a line every 30 s off one
         trainer = hydra.utils.instantiate(
             cfg.trainer,
             max_epochs=int(epochs),
