@@ -6,7 +6,7 @@ message that names the key and the values it takes."""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 SOFT_TARGETS = ("black_box", "online")
 EMBEDDING_SOURCES = ("teacher", "fasttext")
@@ -50,6 +50,7 @@ def validate(cfg: DictConfig) -> None:
             bad compression step, or a choice that ``task=ner`` does not support.
     """
     from bertcompress.compression.apply import validate_compression
+    from bertcompress.compression.auto import is_search
     from bertcompress.utils.distributed import world_size
 
     task = (cfg.get("task") or {}).get("name", "classification")
@@ -60,8 +61,7 @@ def validate(cfg: DictConfig) -> None:
     if task == "ner" and (cfg.teacher.get("members") or (cfg.get("augment") or {}).get("enabled")):
         raise ValueError("task=ner: multi-teacher ensembles and augmented transfer sets are for classification")
     validate_compression(cfg.compression)
-    target = str(OmegaConf.select(cfg, "compression.quantization._target_", default="") or "")
-    if target.endswith("AutoQuantization") and "trainer" in cfg and world_size(cfg) > 1:
+    if is_search(cfg.compression) and "trainer" in cfg and world_size(cfg) > 1:
         raise ValueError(
             "compression=auto searches (and may fall back to QAT) in one process: run it without DDP "
             "(hardware=cpu or hardware=p100); DDP can train the student, and a second job reuses it from the cache"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from bertcompress_runtime.labelmap import evaluate, format_table, identity_map, read_label_map
+from bertcompress_runtime.machine import cpu_model_and_flags
 from bertcompress_runtime.manifest import read_manifest
 from bertcompress_runtime.text import read_text_lines
 
@@ -175,18 +176,6 @@ def bench_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _cpu_flags() -> dict:
-    """The SIMD flags that decide int8 and bf16 speed (VNNI, AVX-512 BF16, AMX), from /proc/cpuinfo (Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    wanted = {"avx2": "avx2", "avx512f": "avx512f", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
-              "avx512_bf16": "avx512_bf16", "amx": "amx_tile"}  # fmt: skip
-    return {k: v in flags for k, v in wanted.items()}
-
-
 def bench(argv: list[str] | None = None) -> int:
     """Score an artifact on a labelled CSV/TSV (accuracy, macro-F1, per-class table; --label-map for another
     corpus' labels) and time it (batch-1 p50/p95, batch-32 throughput)."""
@@ -223,7 +212,7 @@ def bench(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "onnxruntime": onnxruntime.__version__,
         "threads": args.threads,
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": cpu_model_and_flags()[1],
     }
     result["execution"] = predictor.execution
     flags = ",".join(k for k, v in result["machine"]["cpu_flags"].items() if v) or "none"

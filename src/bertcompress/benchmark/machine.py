@@ -5,22 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-from pathlib import Path
 
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-            if flags and model:
-                break
-    except OSError:
-        pass
-    return model, flags
+from bertcompress_runtime.machine import cpu_model_and_flags
 
 
 def load_average_1min() -> float | None:
@@ -32,15 +18,7 @@ def machine_info() -> dict:
     """CPU model, SIMD flags (AVX2/AVX-512/VNNI/BF16/AMX), core and torch thread counts, versions, GPU."""
     import torch
 
-    model, flags = _cpuinfo()
-    simd = {
-        "avx2": "avx2" in flags,
-        "avx512f": "avx512f" in flags,
-        "avx512_vnni": "avx512_vnni" in flags,
-        "avx_vnni": "avx_vnni" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "amx": "amx_tile" in flags,
-    }
+    model, simd = cpu_model_and_flags()
     versions = {}
     for pkg in ("torch", "transformers", "lightning", "onnxruntime", "torchao"):
         try:

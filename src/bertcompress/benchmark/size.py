@@ -15,6 +15,7 @@ import torch
 
 from bertcompress.artifacts import Predictor
 from bertcompress.models.params import count_parameters
+from bertcompress.utils.manifest import OPENVINO_XML, artifact_file
 
 
 def file_mb(path: Path) -> float:
@@ -39,9 +40,8 @@ def _zipped_mb(path: str, size: int, mtime_ns: int) -> float:
 
 
 def artifact_params(predictor: Predictor) -> dict:
-    """Parameter counts of a torch artifact, initializer element counts of an ONNX one (constants of an
-    OpenVINO one), or the
-    learned numbers (coefficients + idf weights) of a TF-IDF + LR one."""
+    """Parameter counts of a torch artifact, constant element counts of a graph (ONNX initializers, OpenVINO
+    constants), or the learned numbers (coefficients + idf weights) of a TF-IDF + LR one."""
     if predictor.text_model is not None:
         return predictor.text_model.num_parameters()
     if predictor.module is not None:
@@ -50,34 +50,27 @@ def artifact_params(predictor: Predictor) -> dict:
         if packed:  # torch.ao dynamic-quantized Linear/LSTM weights are not nn.Parameters
             counts = {**counts, "total": counts["total"] + packed, "packed_int8": packed}
         return counts
-    if predictor.manifest.get("format") == "openvino":
-        return _openvino_params(predictor)
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(predictor.weights_file))
     total = nonzero = 0
-    for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
+    for arr in _graph_constants(predictor):
         if arr.size > 1:
             total += arr.size
             nonzero += int(np.count_nonzero(arr))
     return {"total": total, "nonzero": nonzero, "embedding": None, "non_embedding": None}
 
 
-def _openvino_params(predictor: Predictor) -> dict:
-    """Element counts of an OpenVINO IR's constants (int8 weights included), as for an ONNX graph's initializers."""
-    import openvino as ov
+def _graph_constants(predictor: Predictor):
+    """The constant arrays of a graph artifact: an ONNX graph's initializers, an OpenVINO IR's Constant ops
+    (int8 weights included)."""
+    if predictor.manifest.get("format") == "openvino":
+        import openvino as ov
 
-    model = ov.Core().read_model(str(predictor.path / "model.xml"), str(predictor.weights_file))
-    total = nonzero = 0
-    for op in model.get_ordered_ops():
-        if op.get_type_name() == "Constant":
-            arr = op.get_data()
-            if arr.size > 1:
-                total += arr.size
-                nonzero += int(np.count_nonzero(arr))
-    return {"total": total, "nonzero": nonzero, "embedding": None, "non_embedding": None}
+        xml = artifact_file(predictor.path, OPENVINO_XML, "openvino graph")
+        model = ov.Core().read_model(str(xml), str(predictor.weights_file))
+        return (op.get_data() for op in model.get_ordered_ops() if op.get_type_name() == "Constant")
+    import onnx
+    from onnx import numpy_helper
+
+    return (numpy_helper.to_array(i) for i in onnx.load(str(predictor.weights_file)).graph.initializer)
 
 
 def _packed_params(module: torch.nn.Module) -> int:

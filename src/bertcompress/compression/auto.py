@@ -230,7 +230,8 @@ class AutoQuantization:
             alone = self._build(f"{base.name}@{g}", {**base.settings, "nodes_to_exclude": [
                 n for n in every if n not in set(nodes)]}, model, context, hooks)  # fmt: skip
             sensitivity[g] = ref - alone.val_macro_f1 if isinstance(alone, _Built) else 0.0
-            _remove(alone.workdir if isinstance(alone, _Built) else None)
+            if isinstance(alone, _Built):  # a probe, not a candidate: free its disk
+                shutil.rmtree(alone.workdir, ignore_errors=True)
         order = sorted(groups, key=lambda g: -sensitivity[g])
         target["sensitivity"] = {g: sensitivity[g] for g in order}
         target["fallback_attempts"] = attempts
@@ -244,7 +245,7 @@ class AutoQuantization:
                 attempts.append({"fp32_groups": kept, "val_macro_f1": b.val_macro_f1})
                 if b.val_macro_f1 >= bar:
                     return b
-                _remove(b.workdir)
+                shutil.rmtree(b.workdir, ignore_errors=True)
         return None
 
     def _over_budget(self) -> bool:
@@ -293,7 +294,7 @@ class AutoQuantization:
         return winner.module if winner.module is not None else model
 
 
-def _remove(workdir: Path | None) -> None:
-    """Free the disk of a build that is not a candidate any more (a sensitivity probe, a rejected fallback)."""
-    if workdir is not None:
-        shutil.rmtree(workdir, ignore_errors=True)
+def is_search(node) -> bool:
+    """Whether a ``compression`` config node runs this search (its quantization step is :class:`AutoQuantization`)."""
+    quantization = node.get("quantization") if node is not None else None
+    return str((quantization or {}).get("_target_", "")).endswith(AutoQuantization.__name__)

@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bertcompress.compression.apply import FinalModel, compress_and_save
+from bertcompress.compression.auto import is_search
 from bertcompress.compression.steps import compression_steps
 from bertcompress.data.datamodule import ClassificationDataModule
 from bertcompress.distill.feature_module import FeatureDistillStudent
@@ -67,23 +68,17 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
         )
         trainer.fit(lit, datamodule=dm.view(final.encoder))
 
-    search = search_hooks(cfg, dm) if _searches(cfg.compression) else None
+    search = search_hooks(cfg, dm) if is_search(cfg.compression) else None
     return Compressed(path, compress_and_save(final, cfg.compression, path, calibration, finetune, search))
-
-
-def _searches(node) -> bool:
-    """Whether the compression config runs the accuracy-budgeted search (``compression=auto``)."""
-    target = str((node.get("quantization") or {}).get("_target_", "")) if node is not None else ""
-    return target.endswith("AutoQuantization")
 
 
 def search_hooks(cfg: DictConfig, dm: ClassificationDataModule) -> tuple:
     """``(score, time)`` for ``compression=auto``: validation macro-F1 of an artifact reloaded from disk, and
-    artifacts timed interleaved on validation texts with the ``cfg.benchmark`` loop (batch-1 p50, throughput
+    artifacts timed interleaved on validation texts with the run's benchmark loop (batch-1 p50, throughput
     at the target batch size or ``benchmark.throughput_batch_size``). Test texts are never read."""
     from bertcompress.artifacts import load_artifact
-    from bertcompress.benchmark.bench import benchmark
     from bertcompress.metrics import task_metrics
+    from bertcompress.stages.evaluate import run_benchmark
 
     texts, labels, threads = dm.texts("val"), dm.label_ids("val"), int(cfg.benchmark.threads)
 
@@ -92,15 +87,11 @@ def search_hooks(cfg: DictConfig, dm: ClassificationDataModule) -> tuple:
         return task_metrics(dm.task, labels, predictor.predict_labels(texts), dm.labels)["macro_f1"]
 
     def time(directories, batch_size: int) -> list[dict]:
-        b = cfg.benchmark
         models = [load_artifact(d, threads=threads) for d in directories]
-        size = int(batch_size) if int(batch_size) > 1 else int(b.throughput_batch_size)
-        bench = benchmark(
-            models[0], texts, labels, n_runs=int(b.n_runs), warmup=int(b.warmup), block_size=int(b.get("block_size", 10)),
-            throughput_batches=int(b.throughput_batches), throughput_batch_size=size, threads=threads, evaluate=False,
-            extra={str(i): m for i, m in enumerate(models[1:])},
-        )  # fmt: skip
-        figures = [bench] + [bench["extra"][str(i)] for i in range(len(models) - 1)]
+        extra = {str(i): m for i, m in enumerate(models[1:])}
+        size = int(batch_size) if int(batch_size) > 1 else None  # None: benchmark.throughput_batch_size
+        bench = run_benchmark(cfg, dm, models[0], None, "val", size, evaluate=False, extra=extra)
+        figures = [bench, *(bench["extra"][name] for name in extra)]
         return [
             {"p50_ms": f["latency_ms"]["p50"], "throughput_seq_s": f["throughput_seq_s"], "size_mb": f["size_mb"],
              "execution": f["execution"], "machine_busy": bench["machine"].get("busy")}

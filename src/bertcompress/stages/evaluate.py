@@ -27,19 +27,28 @@ def teacher_reference(cfg: DictConfig, dm: ClassificationDataModule, teacher: Te
     )
 
 
-def run_benchmark(cfg: DictConfig, dm: ClassificationDataModule, predictor, reference, **kwargs) -> dict:
-    """Benchmark ``predictor`` (an artifact reloaded from disk) against ``reference`` on the test split,
-    with the ``cfg.benchmark`` settings; ``kwargs`` go to :func:`benchmark` (e.g. ``evaluate_reference``)."""
+def run_benchmark(
+    cfg: DictConfig,
+    dm: ClassificationDataModule,
+    predictor,
+    reference,
+    split: str = "test",
+    throughput_batch_size: int | None = None,
+    **kwargs,
+) -> dict:
+    """Benchmark ``predictor`` (an artifact reloaded from disk) against ``reference`` on ``split`` (``val`` for
+    ``compression=auto``'s search), with the ``cfg.benchmark`` settings (``throughput_batch_size`` overrides
+    its batch size); ``kwargs`` go to :func:`benchmark` (e.g. ``evaluate_reference``, ``extra``)."""
     b = cfg.benchmark
     return benchmark(
         predictor,
-        dm.texts("test"),
-        dm.label_ids("test"),
+        dm.texts(split),
+        dm.label_ids(split),
         reference=reference,
         n_runs=int(b.n_runs),
         warmup=int(b.warmup),
         throughput_batches=int(b.throughput_batches),
-        throughput_batch_size=int(b.throughput_batch_size),
+        throughput_batch_size=int(throughput_batch_size or b.throughput_batch_size),
         threads=int(b.threads),
         cuda=bool(b.get("cuda", False)),
         block_size=int(b.get("block_size", 10)),
