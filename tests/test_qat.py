@@ -128,3 +128,38 @@ def test_distilled_recovery_maps_each_kept_layer_to_its_unpruned_self(tiny_bert_
     assert kept == [0] and term.pairs == [(1, 1)] and term.weight == 0.3 and recovery["loss"].alpha == 0.5
     with pytest.raises(ValueError, match="distill: unknown keys"):
         StructuredPruning(distill={"temprature": 2.0})
+
+
+def test_distilled_recovery_runs_the_teacher_once_per_step_for_its_logits_and_features(tiny_bert_dir, ubmec_texts):
+    """The recovery's logit term reads the teacher's logits of the pass that gives its hidden states: one
+    teacher forward per step, and the same loss as with the logits put on the batch beforehand."""
+    import copy
+
+    from bertcompress.compression.steps import CompressionContext, StructuredPruning
+    from bertcompress.distill.feature_module import FeatureDistillStudent
+    from bertcompress.distill.soft_targets import InputTeacherCallback
+    from tests.test_compression import load_artifact_batches
+
+    final = _tiny_hf(tiny_bert_dir)
+    teacher = copy.deepcopy(final.module)
+    torch.manual_seed(0)
+    for p in final.module.parameters():  # a student that differs from its teacher
+        p.data.add_(0.05 * torch.randn_like(p))
+    step = StructuredPruning(steps=1, distill={"temperature": 2.0, "alpha": 0.5, "hidden_weight": 0.3})
+    rec = step._recovery(teacher, None, CompressionContext("t", final.hf_model))
+    lit = FeatureDistillStudent(
+        final.module, list("abcdef"), rec["loss"], rec["terms"], teacher.model, None, True, None, logits_in_loop=True
+    ).eval()
+    lit.log = lambda *args, **kwargs: None
+    batch = load_artifact_batches(final, ubmec_texts[:8])[0]
+    batch["labels"] = torch.arange(len(batch["input_ids"])) % 6
+    calls = []
+    teacher.model.register_forward_hook(lambda *args: calls.append(1))
+    in_loop = lit.training_step(dict(batch), 0)
+    assert len(calls) == 1
+    cached = dict(batch)
+    InputTeacherCallback(teacher).on_train_batch_start(None, None, cached, 0)
+    lit.logits_in_loop = False
+    assert in_loop.item() == pytest.approx(lit.training_step(cached, 0).item(), rel=1e-5)
+    lit.kd = False  # labels and hidden states only: the logit term did count
+    assert lit.training_step(cached, 0).item() != pytest.approx(in_loop.item(), rel=1e-3)

@@ -363,3 +363,17 @@ def test_a_compression_search_becomes_a_table_with_its_winner(tmp_path):
     assert [line.split(" | ")[0].strip("| ") for line in rows] == ["fp32", "a", "b", "c"]
     assert "| 54.90 | -0.10 | yes | 5.00 | 80.0 | 4.00 | 1 | 118.0 |" in rows[2] and rows[2].endswith("| winner |")
     assert "skipped: not installed" in rows[3] and "torch/float32" in rows[0]
+
+
+def test_runs_that_differ_only_in_compression_seed_are_one_row_with_its_std(tmp_path):
+    import json
+
+    from tests.report_fixtures import result
+
+    for seed, f1 in {1: 50.0, 2: 52.0, 3: 51.0}.items():
+        r = result("me5", "none", "prune_structured_kd", 42, 55.0, f1, 10.0, 400.0)
+        r["config"]["compression"]["seed"] = seed
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "results.json").write_text(json.dumps(r))
+    row = pd.read_csv(make_report(tmp_path)["dir"] / "summary.csv").set_index("model").loc["me5+prune_structured_kd"]
+    assert row["n_seeds"] == 3 and row["macro_f1"] == pytest.approx(51.0) and row["macro_f1_std"] == pytest.approx(1.0)

@@ -25,6 +25,9 @@ def test_every_run_is_tagged_and_experiments_add_tags(tmp_path):
     assert "student_seed:42" in list(same.logger.wandb.tags)
     teacher_only = list(compose([], tmp_path).logger.wandb.tags)
     assert "student:none" in teacher_only and not any(t.startswith("student_seed:") for t in teacher_only)
+    pruned = compose(["compression=prune_structured_kd", "compression.seed=2"], tmp_path).logger.wandb
+    assert pruned.name == "me5_small+prune_structured_kd compression.seed=2" and "compression_seed:2" in pruned.tags
+    assert not any(t.startswith("compression_seed:") for t in teacher_only)
 
 
 def test_a_job_that_raises_closes_its_wandb_run_as_failed(tmp_path, tiny_run_overrides, monkeypatch):

@@ -14,20 +14,28 @@ def run_name(teacher: str, student: str = "none", compression: str = "none") -> 
     return name if compression in (None, "none") else f"{name}+{compression}"
 
 
-def wandb_name(run_name: str, seed, student_seed=None) -> str:
-    """The W&B run name: ``run_name``, plus ``student.seed=S`` when the student's seed differs from the run's
-    (runs that differ only in ``student.seed`` then have different names)."""
-    if student_seed is None or str(student_seed) == str(seed):
-        return str(run_name)
-    return f"{run_name} student.seed={student_seed}"
+def wandb_name(run_name: str, seed, student_seed=None, compression_seed=None) -> str:
+    """The W&B run name: ``run_name``, plus ``student.seed=S`` when the student's seed differs from the run's,
+    and ``compression.seed=S`` when set (runs that differ only in such a seed then have different names)."""
+    name = str(run_name)
+    if student_seed is not None and str(student_seed) != str(seed):
+        name += f" student.seed={student_seed}"
+    if compression_seed is not None:
+        name += f" compression.seed={compression_seed}"
+    return name
 
 
-def run_tags(teacher: str, student: str, compression: str, data: str, seed, student_seed=None, extra=()) -> list:
-    """Every run's W&B tags: ``teacher:…``, ``student:…``, ``compression:…``, ``data:…``, ``seed:…`` and
-    ``student_seed:…`` (with a student), then the ``tags`` an experiment or the command line adds."""
+def run_tags(
+    teacher: str, student: str, compression: str, data: str, seed, student_seed=None, extra=(), compression_seed=None
+) -> list:
+    """Every run's W&B tags: ``teacher:…``, ``student:…``, ``compression:…``, ``data:…``, ``seed:…``,
+    ``student_seed:…`` (with a student) and ``compression_seed:…`` (when set), then the ``tags`` an
+    experiment or the command line adds."""
     tags = [f"teacher:{teacher}", f"student:{student}", f"compression:{compression}", f"data:{data}", f"seed:{seed}"]
     if student not in (None, "none") and student_seed is not None:
         tags.append(f"student_seed:{student_seed}")
+    if compression_seed is not None:
+        tags.append(f"compression_seed:{compression_seed}")
     return tags + [str(t) for t in (extra or ()) if str(t) not in tags]
 
 

@@ -55,15 +55,16 @@ def model_features(model: nn.Module, input_ids, attention_mask, terms: Sequence[
 
 def feature_losses(
     student: nn.Module, teacher: nn.Module, teacher_ids: torch.Tensor | None, terms: nn.ModuleDict, ids, mask
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(student logits, {name: term value})`` of one batch (B, T): the student's forward pass with its
-    features, and the teacher's without gradients, on its own ids (``teacher_ids[ids]``, or ``ids``)."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """``(student logits, {name: term value}, teacher logits)`` of one batch (B, T): the student's forward
+    pass with its features, and the teacher's without gradients, on its own ids (``teacher_ids[ids]``, or
+    ``ids``). Logits: (B, C), or (B, T, C) for a tagger."""
     listed = list(terms.values())
     logits, s = model_features(student, ids, mask, listed, 0)
     with torch.no_grad():
         t_ids = teacher_ids.to(ids.device)[ids] if teacher_ids is not None else ids
-        _, t = model_features(teacher, t_ids, mask, listed, 1)
-    return logits, {name: term(s, t, mask) for name, term in terms.items()}
+        t_logits, t = model_features(teacher, t_ids, mask, listed, 1)
+    return logits, {name: term(s, t, mask) for name, term in terms.items()}, t_logits
 
 
 def use_eager_attention(model: nn.Module, terms: Sequence[FeatureTerm]) -> None:
@@ -82,6 +83,9 @@ class FeatureDistillStudent(DistillStudent):
         teacher: the fine-tuned teacher's HF model. It is not a submodule: neither optimised nor checkpointed.
         teacher_ids: (V_s,) int64, the teacher's id of each student token id when the student's vocabulary was
             reduced, else None (the same tokenizer).
+        logits_in_loop: the logit term's soft targets are the teacher's logits of this step's own pass (a
+            compressed model distilled from its uncompressed self, on the same tokens), not the batch's
+            cached ``teacher_logits``.
     """
 
     def __init__(
@@ -95,9 +99,10 @@ class FeatureDistillStudent(DistillStudent):
         kd: bool = True,
         optimizer: Callable | None = None,
         warmup_ratio: float = 0.1,
+        logits_in_loop: bool = False,
     ):
         super().__init__(student, label_names, loss, kd, optimizer, warmup_ratio)
-        self.terms = nn.ModuleDict(terms)
+        self.terms, self.logits_in_loop = nn.ModuleDict(terms), bool(logits_in_loop)
         self._teacher = [teacher.eval().requires_grad_(False)]
         if teacher_ids is not None:
             self.register_buffer("teacher_ids", teacher_ids, persistent=False)
@@ -111,9 +116,16 @@ class FeatureDistillStudent(DistillStudent):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        logits, values = feature_losses(self.student.model, self._teacher[0], self.teacher_ids, self.terms, ids, mask)
-        teacher_logits = batch.get("teacher_logits") if self.kd else None
-        total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"), batch.get("teacher_mask"))
+        logits, values, t_logits = feature_losses(
+            self.student.model, self._teacher[0], self.teacher_ids, self.terms, ids, mask
+        )
+        teacher_logits, teacher_mask = batch.get("teacher_logits"), batch.get("teacher_mask")
+        if self.logits_in_loop:
+            teacher_logits = t_logits.float()
+            if t_logits.dim() == 3 and "labels" in batch:  # a tagger: the labelled tokens
+                teacher_mask = batch["labels"] != -100
+        teacher_logits = teacher_logits if self.kd else None
+        total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"), teacher_mask)
         n = len(logits)
         for name, value in values.items():
             total = total + self.terms[name].weight * value

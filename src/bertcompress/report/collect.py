@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 # config nodes that never change what a run measures (or that are swept as seeds)
 IGNORED_KEYS = (
-    "seed", "student.seed", "augment.seed", "paths", "logger", "callbacks", "hydra", "run_name", "tags", "task_name", "debug", "benchmark",
+    "seed", "student.seed", "augment.seed", "compression.seed", "paths", "logger", "callbacks", "hydra", "run_name", "tags", "task_name", "debug", "benchmark",
     "use_teacher_cache", "use_student_cache", "sweep_name", "sweep_preflight", "skip_finished", "trainer.default_root_dir",
 )  # fmt: skip
 TABLES = {
@@ -49,9 +49,13 @@ def _macro(test: dict, key: str) -> float | None:
 
 
 def _seed(cfg: dict):
-    """The seed a run is one draw of: ``student.seed`` for a student (swept under one teacher), else ``seed``."""
-    student_seed = (cfg.get("student") or {}).get("seed")
-    return student_seed if student_seed is not None else cfg.get("seed")
+    """The seed a run is one draw of: ``compression.seed`` (a pruning or QAT recipe swept on one cached model),
+    else ``student.seed`` for a student (swept under one teacher), else ``seed``."""
+    for node in ("compression", "student"):
+        seed = (cfg.get(node) or {}).get("seed")
+        if seed is not None:
+            return seed
+    return cfg.get("seed")
 
 
 def _row_from_results(path: Path, r: RunResults) -> dict:

@@ -43,7 +43,8 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
         with tempfile.TemporaryDirectory(prefix="bertcompress-artifact-") as tmp:
             return compress_final(cfg, dm, final, Path(tmp) / "artifact")
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
-    seed_stage(cfg.seed, "compression")  # the pruning fine-tune's data order and dropout
+    seed_stage(compression_seed(cfg), "compression")  # the compression fine-tunes' dropout and calibration draws
+    view = dm.view(final.encoder, shuffle_seed=cfg.compression.get("seed"))  # their data order
 
     def finetune(module, callbacks, epochs: int, optimizer, teacher=None, loss=None, terms=None):
         """The step's own settings (gradual pruning, recovery, QAT); with ``teacher``, KD from its logits on the
@@ -52,11 +53,12 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
             optimizer = hydra.utils.instantiate(optimizer)
         if teacher is None:
             lit = DistillStudent(module, dm.labels, kd=False, optimizer=optimizer)
-        elif terms:
-            lit = FeatureDistillStudent(module, dm.labels, loss, terms, teacher.model, None, True, optimizer)
+        elif terms:  # one teacher pass gives the logits and the features
+            lit = FeatureDistillStudent(
+                module, dm.labels, loss, terms, teacher.model, None, True, optimizer, logits_in_loop=True
+            )
         else:
             lit = DistillStudent(module, dm.labels, loss, kd=True, optimizer=optimizer)
-        if teacher is not None:
             callbacks = [*callbacks, InputTeacherCallback(teacher)]
         callbacks = [*callbacks, progress_bar()]  # Rich on a terminal, a line every 30 s off one
         trainer = hydra.utils.instantiate(
@@ -66,10 +68,17 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
             logger=False,
             enable_checkpointing=False,
         )
-        trainer.fit(lit, datamodule=dm.view(final.encoder))
+        trainer.fit(lit, datamodule=view)
 
     search = search_hooks(cfg, dm) if is_search(cfg.compression) else None
     return Compressed(path, compress_and_save(final, cfg.compression, path, calibration, finetune, search))
+
+
+def compression_seed(cfg: DictConfig) -> int:
+    """``compression.seed`` (the compression fine-tunes' dropout and data order), or the run seed when unset:
+    seeds of one pruning or QAT recipe are swept on one cached teacher or student."""
+    seed = cfg.compression.get("seed") if cfg.compression is not None else None
+    return int(seed) if seed is not None else int(cfg.seed)
 
 
 def search_hooks(cfg: DictConfig, dm: ClassificationDataModule) -> tuple:

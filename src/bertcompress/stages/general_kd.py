@@ -50,7 +50,7 @@ class GeneralDistill(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        _, values = feature_losses(self.student, self._teacher[0], self.teacher_ids, self.terms, ids, mask)
+        _, values, _ = feature_losses(self.student, self._teacher[0], self.teacher_ids, self.terms, ids, mask)
         total = ids.new_zeros((), dtype=torch.float32)
         for name, value in values.items():
             total = total + self.terms[name].weight * value
