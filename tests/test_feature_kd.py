@@ -132,6 +132,10 @@ def test_a_truncated_student_distils_hidden_states_attention_and_relations(tmp_p
     assert results["student"]["loss"]["mode"] == "kl" and results["final_test"]["n"] == 48
     plain = run(compose(base, tmp_path))  # the logit-only student is another cache entry
     assert plain["student"]["cache_dir"] != results["student"]["cache_dir"]
+    assert "intermediate_epochs" not in plain["student"]
+    two = run(compose([*base, terms[0], "+student.loss.intermediate_epochs=1"], tmp_path))  # TinyBERT's two stages
+    assert two["student"]["intermediate_epochs"] == 1 and two["student"]["intermediate_time_s"] > 0
+    assert two["student"]["cache_dir"] not in (plain["student"]["cache_dir"], results["student"]["cache_dir"])
     with pytest.raises(ValueError, match=r"student\.loss\.terms \(student=cnn, kind=static\)"):
         run(compose([*tiny_run_overrides, "student=cnn", "baseline=none", terms[0]], tmp_path))
 
@@ -159,3 +163,43 @@ def test_general_distillation_initialises_the_student_once_and_is_cached(tmp_pat
     again = run(compose([*base, general, "student.seed=5"], tmp_path))  # another task seed: the same init
     assert again["student"]["info"]["general_distillation"]["cache_hit"] is True
     assert again["student"]["cache_dir"] != first["student"]["cache_dir"]
+
+
+def test_the_intermediate_stage_learns_the_terms_alone_and_leaves_the_classifier(tiny_bert_dir, ubmec_texts):
+    """TinyBERT's first stage: the loss is the weighted intermediate terms alone (no logit or label term),
+    so the classifier gets no gradient; a stage with no terms, or a bad epoch count, names the key."""
+    import copy
+
+    from omegaconf import OmegaConf
+
+    from bertcompress.distill.feature_module import FeatureDistillStudent, feature_losses
+    from bertcompress.distill.losses import SoftTargetLoss, intermediate_epochs
+    from tests.test_compression import _final_model, load_artifact_batches
+
+    final = _final_model(tiny_bert_dir)
+    teacher = copy.deepcopy(final.module.model)
+    torch.manual_seed(0)
+    for p in final.module.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    term = HiddenStateMSE(0.3, "uniform", projection=False)
+    term.setup(final.hf_model.config, teacher.config, "student.loss.terms.hidden")
+    lit = FeatureDistillStudent(
+        final.module, list("abcdef"), SoftTargetLoss("kl", 2.0, 0.5), {"hidden": term}, teacher, logit_term=False
+    ).eval()  # no dropout: the same pass twice
+    lit.log = lambda *args, **kwargs: None
+    batch = load_artifact_batches(final, ubmec_texts[:8])[0]
+    batch["labels"] = torch.arange(len(batch["input_ids"])) % 6
+    loss = lit.training_step(batch, 0)
+    _, values, _ = feature_losses(
+        final.module.model, teacher, None, lit.terms, batch["input_ids"], batch["attention_mask"]
+    )
+    assert loss.item() == pytest.approx(0.3 * values["hidden"].item(), rel=1e-5)
+    loss.backward()
+    assert final.module.model.classifier.weight.grad is None
+    assert final.module.model.bert.encoder.layer[0].output.dense.weight.grad.abs().sum() > 0
+    hidden = {"hidden": {"_target_": "bertcompress.distill.features.HiddenStateMSE"}}
+    assert intermediate_epochs(OmegaConf.create({"terms": hidden, "intermediate_epochs": 2})) == 2
+    with pytest.raises(ValueError, match=r"student\.loss\.intermediate_epochs=1 needs intermediate terms"):
+        intermediate_epochs(OmegaConf.create({"intermediate_epochs": 1}))
+    with pytest.raises(ValueError, match=r"student\.loss\.intermediate_epochs=-1: must be an integer"):
+        intermediate_epochs(OmegaConf.create({"terms": hidden, "intermediate_epochs": -1}))

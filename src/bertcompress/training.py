@@ -175,3 +175,28 @@ def fit_best(
     barrier()  # under DDP: every rank has read the checkpoint before rank 0 removes the fit's dir
     score = getattr(trainer.checkpoint_callback, "best_model_score", None) if trainer.checkpoint_callback else None
     return elapsed, trainer.current_epoch, _metric(trainer, monitor(cfg), score)
+
+
+def fit_epochs(
+    module: L.LightningModule, dm: ClassificationDataModule, cfg: DictConfig, loggers: list, epochs: int, seed: tuple
+) -> float:
+    """Fit ``module`` for exactly ``epochs`` and keep the last weights: no validation, no checkpoint, no early
+    stopping, for a stage whose validation metric means nothing (TinyBERT's intermediate-layer stage, whose
+    classifier is not trained yet). Seeded as :func:`fit_best`; an interrupted stage is redone from the start.
+
+    Returns:
+        The train time in s.
+    """
+    from bertcompress.utils.progress import progress_bar
+
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, max_epochs=int(epochs), min_epochs=None, callbacks=[SeedEachEpoch(*seed), progress_bar()],
+        logger=loggers or False, enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
+    )  # fmt: skip
+    seed_stage(*seed)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    if trainer.received_sigterm or trainer.interrupted:
+        log.error("The intermediate-layer stage was interrupted: nothing was cached; run the same command again")
+        raise SystemExit(143)
+    return time.perf_counter() - start

@@ -19,11 +19,12 @@ def _one_of(key: str, value, allowed: tuple) -> None:
 
 
 def _student(s: DictConfig, task: str) -> None:
-    from bertcompress.distill.losses import loss_from_config
+    from bertcompress.distill.losses import intermediate_epochs, loss_from_config
     from bertcompress.models.student_builder import KINDS, check_ner_student
 
     _one_of("student.kind", s.get("kind"), KINDS)
     loss_from_config(s.loss)  # T > 0, alpha in [0, 1], the mode
+    intermediate_epochs(s.loss)
     _one_of("student.soft_targets", s.get("soft_targets", "black_box"), SOFT_TARGETS)
     _one_of("student.class_bias", s.get("class_bias"), (None, "tune"))
     if s.kind == "static":

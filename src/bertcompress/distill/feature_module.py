@@ -86,6 +86,8 @@ class FeatureDistillStudent(DistillStudent):
         logits_in_loop: the logit term's soft targets are the teacher's logits of this step's own pass (a
             compressed model distilled from its uncompressed self, on the same tokens), not the batch's
             cached ``teacher_logits``.
+        logit_term: False leaves out the logit and label terms: the intermediate terms alone (the first
+            stage of TinyBERT's two-stage task distillation, Jiao et al. 2020, arXiv:1909.10351, §3.3).
     """
 
     def __init__(
@@ -100,9 +102,10 @@ class FeatureDistillStudent(DistillStudent):
         optimizer: Callable | None = None,
         warmup_ratio: float = 0.1,
         logits_in_loop: bool = False,
+        logit_term: bool = True,
     ):
         super().__init__(student, label_names, loss, kd, optimizer, warmup_ratio)
-        self.terms, self.logits_in_loop = nn.ModuleDict(terms), bool(logits_in_loop)
+        self.terms, self.logits_in_loop, self.logit_term = nn.ModuleDict(terms), bool(logits_in_loop), bool(logit_term)
         self._teacher = [teacher.eval().requires_grad_(False)]
         if teacher_ids is not None:
             self.register_buffer("teacher_ids", teacher_ids, persistent=False)
@@ -125,12 +128,15 @@ class FeatureDistillStudent(DistillStudent):
             if t_logits.dim() == 3 and "labels" in batch:  # a tagger: the labelled tokens
                 teacher_mask = batch["labels"] != -100
         teacher_logits = teacher_logits if self.kd else None
-        total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"), teacher_mask)
         n = len(logits)
+        if self.logit_term:
+            total, kd, ce = self.loss_fn(logits, teacher_logits, batch.get("labels"), teacher_mask)
+            self.log("train/loss_kd", kd, batch_size=n)
+            self.log("train/loss_ce", ce, batch_size=n)
+        else:
+            total = logits.new_zeros(())
         for name, value in values.items():
             total = total + self.terms[name].weight * value
             self.log(f"train/loss_{name}", value, batch_size=n)
         self.log("train/loss", total, prog_bar=True, batch_size=n)
-        self.log("train/loss_kd", kd, batch_size=n)
-        self.log("train/loss_ce", ce, batch_size=n)
         return total

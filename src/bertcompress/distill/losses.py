@@ -127,5 +127,25 @@ def loss_from_config(node) -> SoftTargetLoss:
     kwargs = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
     target = kwargs.pop("_target_", None)
     kwargs.pop("terms", None)  # the intermediate-layer terms (bertcompress.distill.features)
+    kwargs.pop("intermediate_epochs", None)  # their stage before the logit term (stages.student)
     cls = get_class(target) if target else SoftTargetLoss
     return cls(**kwargs)
+
+
+def intermediate_epochs(node) -> int:
+    """``intermediate_epochs`` of a ``student.loss`` node: epochs of the intermediate-layer terms alone before
+    the logit term (TinyBERT's two-stage task distillation, Jiao et al. 2020, arXiv:1909.10351, §3.3);
+    0 or unset: the terms and the logit term learned jointly.
+
+    Raises:
+        ValueError: a value that is no integer >= 0, or one without ``terms`` to learn (naming the key).
+    """
+    epochs = node.get("intermediate_epochs") or 0
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"student.loss.intermediate_epochs={epochs!r}: must be an integer >= 0")
+    if epochs and not node.get("terms"):
+        raise ValueError(
+            f"student.loss.intermediate_epochs={epochs} needs intermediate terms to learn: set student.loss.terms "
+            "(e.g. experiment=tinybert_4l) or leave it unset"
+        )
+    return epochs

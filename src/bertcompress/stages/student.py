@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bertcompress.data.datamodule import ClassificationDataModule
-from bertcompress.distill.losses import SoftTargetLoss, loss_from_config
+from bertcompress.distill.losses import SoftTargetLoss, intermediate_epochs, loss_from_config
 from bertcompress.distill.module import DistillStudent
 from bertcompress.distill.multi_teacher import tune_class_bias
 from bertcompress.distill.soft_targets import SoftTargetCallback, predict_logits
@@ -31,7 +31,7 @@ from bertcompress.stages.teacher import (
     primary_logits,
 )
 from bertcompress.stages.transfer import build_transfer, select_transfer, selects
-from bertcompress.training import evaluate, fit_best, monitor, partial_dir
+from bertcompress.training import evaluate, fit_best, fit_epochs, monitor, partial_dir
 from bertcompress.utils.cache import cache_meta, cache_path, load_or_build
 from bertcompress.utils.distributed import is_rank_zero
 from bertcompress.utils.io import stable_hash
@@ -166,7 +166,11 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
         _soft_target_callbacks(cfg, view, teacher, loss, ensemble, transfer_logits) if s.kd else ([], None)
     )
     optimizer = hydra.utils.instantiate(s.optimizer)
-    if OmegaConf.select(cfg, "student.loss.terms"):  # intermediate layers: the teacher runs in the loop
+    terms, stage1, stage1_s = OmegaConf.select(cfg, "student.loss.terms"), intermediate_epochs(s.loss), 0.0
+    if stage1:  # TinyBERT's two stages: the intermediate terms alone, then the logit term alone
+        first = feature_student(cfg, bundle, teacher, view.labels, loss, optimizer, logit_term=False)
+        stage1_s = fit_epochs(first, view, cfg, loggers, stage1, (student_seed(cfg), "student/intermediate"))
+    if terms and not stage1:  # intermediate layers: the teacher runs in the loop
         module = feature_student(cfg, bundle, teacher, view.labels, loss, optimizer)
     else:
         module = DistillStudent(
@@ -197,11 +201,14 @@ def _distill(cfg, view, teacher, loggers, ensemble, bundle, loss, resume_dir: Pa
         "monitor": monitor(cfg),  # what best_val_macro_f1 holds: val/macro_f1, or val/f1 for task=ner
         "metric_unit": METRIC_UNIT,
     }
+    if stage1:
+        block.update(intermediate_epochs=stage1, intermediate_time_s=stage1_s)
     return block
 
 
-def feature_student(cfg, bundle, teacher: TeacherResult, labels, loss, optimizer):
-    """A :class:`FeatureDistillStudent` for ``student.loss.terms`` (hidden states, attention, relations).
+def feature_student(cfg, bundle, teacher: TeacherResult, labels, loss, optimizer, logit_term: bool = True):
+    """A :class:`FeatureDistillStudent` for ``student.loss.terms`` (hidden states, attention, relations);
+    ``logit_term=False``: those terms alone.
 
     Raises:
         ValueError: a student that does not read the teacher's tokens (a hub student, a static one), or a
@@ -221,7 +228,16 @@ def feature_student(cfg, bundle, teacher: TeacherResult, labels, loss, optimizer
     kept = getattr(bundle.module, "teacher_token_ids", None)
     ids = torch.tensor(kept, dtype=torch.long) if kept is not None else None
     return FeatureDistillStudent(
-        bundle.module, labels, loss, terms, teacher_model, ids, bool(s.kd), optimizer, s.get("warmup_ratio", 0.1)
+        bundle.module,
+        labels,
+        loss,
+        terms,
+        teacher_model,
+        ids,
+        bool(s.kd),
+        optimizer,
+        s.get("warmup_ratio", 0.1),
+        logit_term=logit_term,
     )
 
 
