@@ -21,11 +21,12 @@ def _static_final(name, tiny_bert_dir, texts):
     from bertcompress.models.student_builder import build_student
 
     cfg = compose([f"student={name}"]).student
-    bundle = build_student(cfg, tiny_bert_dir, LABELS, texts, max_length=32)
-    torch.manual_seed(0)
-    with torch.no_grad():  # weights away from their init, so that a load that keeps the init would show
-        for p in bundle.module.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
+    with torch.random.fork_rng():  # the same weights whichever tests ran before
+        torch.manual_seed(0)
+        bundle = build_student(cfg, tiny_bert_dir, LABELS, texts, max_length=32)
+        with torch.no_grad():  # weights away from their init, so that a load that keeps the init would show
+            for p in bundle.module.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
     return FinalModel(name, bundle.module.eval(), bundle.encoder, LABELS, None)
 
 

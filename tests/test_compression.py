@@ -237,6 +237,7 @@ def load_artifact_batches(final, texts):
     return [collate([{"input_ids": x} for x in ids[i : i + 8]]) for i in range(0, len(ids), 8)]
 
 
+@pytest.mark.slow  # trains a tiny model for 3 epochs; `make test-full`
 @requires_ubmec
 def test_dynamic_int8_agrees_with_fp32_on_a_trained_tiny_model(tmp_path, tiny_run_overrides, ubmec_texts):
     # a decisively trained tiny model (lr 2e-3, 3 epochs, 256 texts): a barely trained one predicts near

@@ -61,6 +61,7 @@ def test_a_save_to_disk_dir_with_its_splits_and_class_label_names(tmp_path):
         HFDataModule(str(tmp_path / "saved"), split_map={"train": "training"}).setup()
 
 
+@pytest.mark.slow  # a subprocess or notebook run; `make test-full`
 def test_a_hub_name_offline_fails_naming_the_dataset_and_the_setting(tmp_path):
     code = (
         "from bertcompress.data.corpora import HFDataModule\nHFDataModule('someone/no_such_bengali_corpus').setup()\n"

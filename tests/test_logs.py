@@ -52,6 +52,7 @@ def test_a_load_report_is_dropped_only_when_it_lists_unexpected_head_keys(caplog
     assert _emitted("transformers.modeling_utils", missing, caplog)
 
 
+@pytest.mark.slow  # a subprocess or notebook run; `make test-full`
 def test_a_data_error_ends_train_py_with_one_line_and_the_traceback_in_the_log(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, str(ROOT / "train.py"), "data=csv", f"data.train_file={tmp_path / 'nope.csv'}", "logger=csv",
@@ -68,6 +69,7 @@ def test_a_data_error_ends_train_py_with_one_line_and_the_traceback_in_the_log(t
     assert "Traceback" in log and "read_table" in log
 
 
+@pytest.mark.slow  # a subprocess or notebook run; `make test-full`
 def test_predict_on_an_onnx_artifact_does_not_import_torchao(tmp_path, tiny_bert_dir, ubmec_texts):
     from omegaconf import OmegaConf
 

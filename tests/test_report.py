@@ -112,6 +112,7 @@ def test_compare_runs_notebook_executes_on_a_fixture_sweep(tmp_path, monkeypatch
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plots are shown inline
 
 
+@pytest.mark.slow  # a subprocess or notebook run; `make test-full`
 def test_the_notebooks_without_a_report_or_run_say_how_to_make_one(tmp_path, monkeypatch):
     """``jupyter execute`` (the README's command) on the notebooks with no report or run dir: each stops in
     its first cells with a message that names the command that makes one."""

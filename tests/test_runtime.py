@@ -220,6 +220,7 @@ def test_a_text_gets_the_same_probabilities_alone_and_batched_with_longer_texts(
             assert np.abs(alone - batched).max() < 1e-5, type(predictor).__module__
 
 
+@pytest.mark.slow  # a subprocess or notebook run; `make test-full`
 def test_the_onnx_export_of_a_bilstm_prints_no_known_exporter_warnings(artifacts, tmp_path):
     """The Python warnings torch.onnx prints on a BiLSTM export (bertcompress.utils.logs.WARNINGS) are
     filtered; with ``-W default`` every other Python warning would still show. (torch's C++ shape-inference
