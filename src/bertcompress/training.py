@@ -141,24 +141,12 @@ def fit_best(
     Raises:
         SystemExit: 143 when the fit was interrupted (SIGTERM): nothing is cached, ``last.ckpt`` stays.
     """
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     callbacks, ckpt_path = _fit_callbacks(cfg, loggers, ckpt_subdir, seed, resume_dir)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, max_epochs=max_epochs, callbacks=callbacks + extra_callbacks, logger=loggers or False
     )
-    seed_stage(*seed)
-    start = time.perf_counter()
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        interrupted = trainer.received_sigterm or trainer.interrupted
-    except SIGTERMException:
-        interrupted = True
-    if interrupted:
-        where = f"; run the same command again to resume from {resume_dir / 'last.ckpt'}" if resume_dir else ""
-        log.error("The %s fit was interrupted: nothing was cached%s", ckpt_subdir, where)
-        raise SystemExit(143)  # 128 + SIGTERM, as a shell reports a terminated process
-    elapsed = time.perf_counter() - start
+    where = f"; run the same command again to resume from {resume_dir / 'last.ckpt'}" if resume_dir else ""
+    elapsed = _seeded_fit(trainer, module, dm, seed, ckpt_path, f"{ckpt_subdir} fit", where)
     for lg in loggers:
         # WandbLogger(log_model=True) keeps a weak proxy to this fit's ModelCheckpoint and scans it again
         # when a later trainer (the test one) finalizes; the checkpoints were logged when this fit ended,
@@ -186,6 +174,9 @@ def fit_epochs(
 
     Returns:
         The train time in s.
+
+    Raises:
+        SystemExit: 143 when the fit was interrupted (SIGTERM).
     """
     from bertcompress.utils.progress import progress_bar
 
@@ -193,10 +184,25 @@ def fit_epochs(
         cfg.trainer, max_epochs=int(epochs), min_epochs=None, callbacks=[SeedEachEpoch(*seed), progress_bar()],
         logger=loggers or False, enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
     )  # fmt: skip
+    return _seeded_fit(trainer, module, dm, seed, None, f"{seed[1]} fit", "; run the same command again")
+
+
+def _seeded_fit(trainer: L.Trainer, module, dm, seed: tuple, ckpt_path: str | None, what: str, hint: str) -> float:
+    """``trainer.fit`` after seeding the stage; returns its time in s.
+
+    Raises:
+        SystemExit: 143 when the fit was interrupted (SIGTERM), after logging that nothing was cached (+ ``hint``).
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     seed_stage(*seed)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    if trainer.received_sigterm or trainer.interrupted:
-        log.error("The intermediate-layer stage was interrupted: nothing was cached; run the same command again")
-        raise SystemExit(143)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        interrupted = trainer.received_sigterm or trainer.interrupted
+    except SIGTERMException:
+        interrupted = True
+    if interrupted:
+        log.error("The %s was interrupted: nothing was cached%s", what, hint)
+        raise SystemExit(143)  # 128 + SIGTERM, as a shell reports a terminated process
     return time.perf_counter() - start

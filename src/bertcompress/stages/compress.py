@@ -43,8 +43,10 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
         with tempfile.TemporaryDirectory(prefix="bertcompress-artifact-") as tmp:
             return compress_final(cfg, dm, final, Path(tmp) / "artifact")
     calibration = dm.loader("train", final.encoder, shuffle=False, batch_size=dm.batch_size)
-    seed_stage(compression_seed(cfg), "compression")  # the compression fine-tunes' dropout and calibration draws
-    view = dm.view(final.encoder, shuffle_seed=cfg.compression.get("seed"))  # their data order
+    # compression.seed seeds the compression fine-tunes alone (one cached model, several seeds); unset: the run's
+    seed = cfg.compression.get("seed")
+    seed_stage(int(seed if seed is not None else cfg.seed), "compression")  # dropout and calibration draws
+    view = dm.view(final.encoder, shuffle_seed=seed)  # the fine-tunes' data order
 
     def finetune(module, callbacks, epochs: int, optimizer, teacher=None, loss=None, terms=None):
         """The step's own settings (gradual pruning, recovery, QAT); with ``teacher``, KD from its logits on the
@@ -72,13 +74,6 @@ def compress_final(cfg: DictConfig, dm: ClassificationDataModule, final: FinalMo
 
     search = search_hooks(cfg, dm) if is_search(cfg.compression) else None
     return Compressed(path, compress_and_save(final, cfg.compression, path, calibration, finetune, search))
-
-
-def compression_seed(cfg: DictConfig) -> int:
-    """``compression.seed`` (the compression fine-tunes' dropout and data order), or the run seed when unset:
-    seeds of one pruning or QAT recipe are swept on one cached teacher or student."""
-    seed = cfg.compression.get("seed") if cfg.compression is not None else None
-    return int(seed) if seed is not None else int(cfg.seed)
 
 
 def search_hooks(cfg: DictConfig, dm: ClassificationDataModule) -> tuple:
