@@ -59,6 +59,12 @@ def test_qat_ships_an_int8_qdq_graph_that_matches_its_fake_quant_model(tmp_path,
     graph = onnx.load(str(art / "model.onnx"))
     int8 = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
     assert q["method"] == "qat" and q["weights_folded_to_int8"] == q["layers"] == len(int8) > 0
+    tables = [i.name for i in graph.graph.initializer if i.data_type == onnx.TensorProto.UINT8 and len(i.dims) == 2]
+    # the embedding tables are stored in 8 bits after the export, and no fp32 copy of them is left
+    assert {t.split(".")[-2] for t in tables} >= {"word_embeddings", "position_embeddings"}
+    floats = [i.name for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2]
+    assert not any("embeddings" in n for n in floats)
+    assert q["embeddings_int8"]["argmax_agreement"] >= 0.9 and q["embeddings_int8"]["max_abs_logit_diff"] > 0
     names = {i.name for i in graph.graph.initializer}
     assert not any(n.endswith(".w_t") or n.endswith("dense.weight") for n in names)  # no fp32 copy of the weights
     assert q["onnx_vs_fake_quant"]["max_abs_logit_diff"] < 1e-4 and q["onnx_vs_fake_quant"]["argmax_agreement"] == 1.0

@@ -8,7 +8,9 @@ arXiv:1712.05877; Krishnamoorthi 2018, arXiv:1806.08342). The model is calibrate
 fine-tuned with KD from a frozen fp32 copy of itself (logits, Hinton et al. 2015), as INC, NNCF and
 ModelOpt pair QAT with distillation. ``torch.onnx.export(dynamo=False)`` writes each fake-quant op as a
 QuantizeLinear/DequantizeLinear pair; :func:`fold_weights` then stores the weights as int8 initializers,
-so the file holds int8 weights and no pickle.
+so the file holds int8 weights and no pickle. The embedding tables (the ``Gather`` ops, most of the bytes of a
+multilingual encoder) are then quantized weight-only to int8 by ONNX Runtime's dynamic quantizer, as the PTQ
+presets quantize them (``quantize_embeddings``).
 """
 
 from __future__ import annotations
@@ -155,6 +157,8 @@ class QuantizationAwareTraining:
         calibration_batches: training batches that set the input ranges before the fine-tune.
         momentum: EMA weight of each batch's input range during the fine-tune.
         temperature / alpha: the KD loss against the fp32 model (:class:`SoftTargetLoss`, mode kl).
+        quantize_embeddings: also store the embedding tables in int8 (ONNX Runtime weight-only ``Gather``
+            quantization after the export); False keeps them in fp32.
 
     Raises:
         ValueError: ``finetune_epochs < 1``, ``calibration_batches < 1``, or a bad temperature / alpha.
@@ -168,6 +172,7 @@ class QuantizationAwareTraining:
         momentum: float = 0.01,
         temperature: float = 2.0,
         alpha: float = 0.9,
+        quantize_embeddings: bool = True,
     ):
         if int(finetune_epochs) < 1 or int(calibration_batches) < 1:
             raise ValueError(
@@ -177,6 +182,7 @@ class QuantizationAwareTraining:
         self.loss = SoftTargetLoss("kl", float(temperature), float(alpha))  # checks T and alpha
         self.finetune_epochs, self.optimizer = int(finetune_epochs), optimizer
         self.calibration_batches, self.momentum = int(calibration_batches), float(momentum)
+        self.quantize_embeddings = bool(quantize_embeddings)
 
     fits = True
 
@@ -199,6 +205,9 @@ class QuantizationAwareTraining:
         path = export_onnx(model, Path(context.workdir) / "qat_int8.onnx", example)
         folded = fold_weights(path)
         agreement = _agreement(model, path, example)
+        embeddings = {}
+        if self.quantize_embeddings:
+            path, embeddings = _quantize_embeddings(path, example)
         context.report["quantization"] = {
             "method": "qat",
             "backend": "onnxruntime",
@@ -207,6 +216,7 @@ class QuantizationAwareTraining:
             "finetune_epochs": self.finetune_epochs,
             "kd": {"temperature": self.loss.temperature, "alpha": self.loss.alpha, "teacher": "own fp32 logits"},
             "onnx_vs_fake_quant": agreement,
+            **embeddings,
             **folded,
             **onnx_graph_report(path),
         }
@@ -214,15 +224,40 @@ class QuantizationAwareTraining:
         return model
 
 
-def _agreement(model: nn.Module, path: Path, example: dict) -> dict:
-    """The ONNX Runtime graph against the frozen fake-quant torch model on one batch: max |Δ logit|, argmax agreement."""
+def _quantize_embeddings(path: Path, example: dict) -> tuple[Path, dict]:
+    """Weight-only int8 of the graph's ``Gather`` tables (ONNX Runtime's dynamic quantizer, one scale per table),
+    written beside ``path``. Returns the new path and its logits against the QDQ graph on ``example``."""
+    from bertcompress.compression.quant_config import QuantizationError
+
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
+    out = path.with_name(path.stem + "_emb.onnx")
+    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
+    feeds = {k: example[k].numpy() for k in ("input_ids", "attention_mask")}
+    ref = _run_onnx(path, feeds)
+    got = _run_onnx(out, feeds)
+    return out, {"embeddings_int8": _compare(got, ref)}
+
+
+def _run_onnx(path: Path, feeds: dict) -> np.ndarray:
     import onnxruntime as ort
 
-    feeds = {k: example[k].numpy() for k in ("input_ids", "attention_mask")}
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
-    with torch.no_grad():
-        ref = model({k: example[k] for k in ("input_ids", "attention_mask")}).float().numpy()
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
+
+
+def _compare(got: np.ndarray, ref: np.ndarray) -> dict:
     return {
         "max_abs_logit_diff": float(np.abs(got - ref).max()),
         "argmax_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
     }
+
+
+def _agreement(model: nn.Module, path: Path, example: dict) -> dict:
+    """The ONNX Runtime graph against the frozen fake-quant torch model on one batch: max |Δ logit|, argmax agreement."""
+    feeds = {k: example[k].numpy() for k in ("input_ids", "attention_mask")}
+    got = _run_onnx(path, feeds)
+    with torch.no_grad():
+        ref = model({k: example[k] for k in ("input_ids", "attention_mask")}).float().numpy()
+    return _compare(got, ref)
