@@ -473,3 +473,26 @@ def test_fusion_is_refused_outside_onnxruntime_dynamic():
 
     with pytest.raises(ValueError, match="fuse=true fuses ONNX graphs"):
         Quantizer("dynamic", "torch_ao", fuse=True)
+
+
+@pytest.mark.parametrize("observer", ["percentile", "entropy"])
+def test_histogram_observers_calibrate_on_batches_of_different_lengths(tmp_path, tiny_bert_dir, observer):
+    """Per-token taggers pad each batch to its own longest sentence; ONNX Runtime's histogram observers stack
+    the batches' activations, so the calibration reader pads them to one length (masked, with the pad id)."""
+    from bertcompress.compression.quant_onnx import _CalibrationReader, export_onnx, quantize_onnx
+
+    final = _final_model(tiny_bert_dir)
+    batches = [
+        {"input_ids": torch.randint(5, 100, (2, n)), "attention_mask": torch.ones(2, n, dtype=torch.long)}
+        for n in (7, 12)
+    ]
+    batches[0]["input_ids"][1, 5:], batches[0]["attention_mask"][1, 5:] = 3, 0  # padding with id 3
+    fed = _CalibrationReader(batches).get_next()
+    reader = _CalibrationReader(batches)
+    first, second = reader.get_next(), reader.get_next()
+    assert reader.get_next() is None and first["input_ids"].shape == second["input_ids"].shape == (2, 12)
+    assert (first["input_ids"][:, 7:] == 3).all() and (first["attention_mask"][:, 7:] == 0).all()
+    assert (fed["input_ids"][:, :7] == batches[0]["input_ids"].numpy()).all()
+    fp32 = export_onnx(final.module, tmp_path / "m.onnx", batches[1])
+    report = quantize_onnx(fp32, tmp_path / "q.onnx", mode="static", calibration=batches, observer=observer)
+    assert report["quantized_ops"].get("QuantizeLinear", 0) > 0

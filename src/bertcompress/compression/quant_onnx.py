@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,10 +60,22 @@ def export_onnx(model: nn.Module, path: str | Path, example: dict, opset: int = 
 
 
 class _CalibrationReader:
-    def __init__(self, batches: Iterable[dict]):
-        self._it = iter(
-            [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()} for b in batches]
-        )
+    """Calibration batches for ONNX Runtime. With ``same_length`` they are right-padded to one sequence
+    length: the histogram observers (percentile, entropy) stack every batch's activations and fail on batches
+    of different lengths (batches are padded to their own longest text). The padding is masked out and uses
+    the batches' own pad id (0 when no batch has padding). minmax takes the batches as they are."""
+
+    def __init__(self, batches: Iterable[dict], same_length: bool = True):
+        feeds = [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()} for b in batches]
+        length = max((f["input_ids"].shape[1] for f in feeds), default=0) if same_length else 0
+        pads = [f["input_ids"][f["attention_mask"] == 0] for f in feeds]
+        pad_id = next((int(p[0]) for p in pads if p.size), 0)
+        for f in feeds:
+            extra = length - f["input_ids"].shape[1]
+            if extra > 0:
+                f["input_ids"] = np.pad(f["input_ids"], ((0, 0), (0, extra)), constant_values=pad_id)
+                f["attention_mask"] = np.pad(f["attention_mask"], ((0, 0), (0, extra)), constant_values=0)
+        self._it = iter(feeds)
 
     def get_next(self):
         return next(self._it, None)
@@ -120,7 +133,7 @@ def quantize_onnx(
         quantize_static(
             str(fp32_path),
             str(int8_path),
-            _CalibrationReader(calibration),
+            _CalibrationReader(calibration, same_length=observer != "minmax"),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=ops,
             per_channel=per_channel,
