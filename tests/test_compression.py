@@ -475,7 +475,7 @@ def test_fusion_is_refused_outside_onnxruntime_dynamic():
         Quantizer("dynamic", "torch_ao", fuse=True)
 
 
-@pytest.mark.parametrize("observer", ["percentile", "entropy"])
+@pytest.mark.parametrize("observer", ["percentile", pytest.param("entropy", marks=pytest.mark.slow)])
 def test_histogram_observers_calibrate_on_batches_of_different_lengths(tmp_path, tiny_bert_dir, observer):
     """Per-token taggers pad each batch to its own longest sentence; ONNX Runtime's histogram observers stack
     the batches' activations, so the calibration reader pads them to one length (masked, with the pad id)."""
