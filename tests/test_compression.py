@@ -487,12 +487,11 @@ def test_histogram_observers_calibrate_on_batches_of_different_lengths(tmp_path,
         for n in (7, 12)
     ]
     batches[0]["input_ids"][1, 5:], batches[0]["attention_mask"][1, 5:] = 3, 0  # padding with id 3
-    fed = _CalibrationReader(batches).get_next()
     reader = _CalibrationReader(batches)
     first, second = reader.get_next(), reader.get_next()
     assert reader.get_next() is None and first["input_ids"].shape == second["input_ids"].shape == (2, 12)
     assert (first["input_ids"][:, 7:] == 3).all() and (first["attention_mask"][:, 7:] == 0).all()
-    assert (fed["input_ids"][:, :7] == batches[0]["input_ids"].numpy()).all()
+    assert (first["input_ids"][:, :7] == batches[0]["input_ids"].numpy()).all()
     fp32 = export_onnx(final.module, tmp_path / "m.onnx", batches[1])
     report = quantize_onnx(fp32, tmp_path / "q.onnx", mode="static", calibration=batches, observer=observer)
     assert report["quantized_ops"].get("QuantizeLinear", 0) > 0

@@ -187,7 +187,7 @@ class QuantizationAwareTraining:
     fits = True
 
     def apply(self, model: nn.Module, context: CompressionContext) -> nn.Module:
-        from bertcompress.compression.quant_onnx import export_onnx, onnx_graph_report
+        from bertcompress.compression.quant_onnx import export_onnx, onnx_graph_report, quantize_onnx
 
         if context.calibration_loader is None or context.workdir is None:
             raise ValueError("QAT needs training batches and a workdir (calibration_loader, workdir)")
@@ -204,10 +204,15 @@ class QuantizationAwareTraining:
         example = next(iter(context.calibration_loader))
         path = export_onnx(model, Path(context.workdir) / "qat_int8.onnx", example)
         folded = fold_weights(path)
-        agreement = _agreement(model, path, example)
+        feeds = {k: example[k] for k in ("input_ids", "attention_mask")}
+        qdq = _run_onnx(path, feeds)
+        with torch.no_grad():
+            agreement = _compare(qdq, model(feeds).float().numpy())  # the graph against its fake-quant model
         embeddings = {}
-        if self.quantize_embeddings:
-            path, embeddings = _quantize_embeddings(path, example)
+        if self.quantize_embeddings:  # the tables in int8 weight-only, against the QDQ graph
+            out = path.with_name(path.stem + "_emb.onnx")
+            quantize_onnx(path, out, mode="dynamic", op_types=["Gather"])
+            path, embeddings = out, {"embeddings_int8": _compare(_run_onnx(out, feeds), qdq)}
         context.report["quantization"] = {
             "method": "qat",
             "backend": "onnxruntime",
@@ -224,40 +229,17 @@ class QuantizationAwareTraining:
         return model
 
 
-def _quantize_embeddings(path: Path, example: dict) -> tuple[Path, dict]:
-    """Weight-only int8 of the graph's ``Gather`` tables (ONNX Runtime's dynamic quantizer, one scale per table),
-    written beside ``path``. Returns the new path and its logits against the QDQ graph on ``example``."""
-    from bertcompress.compression.quant_config import QuantizationError
-
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as e:
-        raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
-    out = path.with_name(path.stem + "_emb.onnx")
-    quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["Gather"])
-    feeds = {k: example[k].numpy() for k in ("input_ids", "attention_mask")}
-    ref = _run_onnx(path, feeds)
-    got = _run_onnx(out, feeds)
-    return out, {"embeddings_int8": _compare(got, ref)}
-
-
 def _run_onnx(path: Path, feeds: dict) -> np.ndarray:
+    """The graph's logits on ``feeds`` (tensors) with ONNX Runtime."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["logits"], feeds)[0]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {k: v.numpy() for k, v in feeds.items()})[0]
 
 
 def _compare(got: np.ndarray, ref: np.ndarray) -> dict:
+    """Max |Δ logit| and argmax agreement of ``got`` against ``ref`` (both (B, C) or (B, T, C))."""
     return {
         "max_abs_logit_diff": float(np.abs(got - ref).max()),
         "argmax_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
     }
-
-
-def _agreement(model: nn.Module, path: Path, example: dict) -> dict:
-    """The ONNX Runtime graph against the frozen fake-quant torch model on one batch: max |Δ logit|, argmax agreement."""
-    feeds = {k: example[k].numpy() for k in ("input_ids", "attention_mask")}
-    got = _run_onnx(path, feeds)
-    with torch.no_grad():
-        ref = model({k: example[k] for k in ("input_ids", "attention_mask")}).float().numpy()
-    return _compare(got, ref)

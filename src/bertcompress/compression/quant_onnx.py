@@ -67,14 +67,14 @@ class _CalibrationReader:
 
     def __init__(self, batches: Iterable[dict], same_length: bool = True):
         feeds = [{"input_ids": b["input_ids"].numpy(), "attention_mask": b["attention_mask"].numpy()} for b in batches]
-        length = max((f["input_ids"].shape[1] for f in feeds), default=0) if same_length else 0
-        pads = [f["input_ids"][f["attention_mask"] == 0] for f in feeds]
-        pad_id = next((int(p[0]) for p in pads if p.size), 0)
-        for f in feeds:
-            extra = length - f["input_ids"].shape[1]
-            if extra > 0:
-                f["input_ids"] = np.pad(f["input_ids"], ((0, 0), (0, extra)), constant_values=pad_id)
-                f["attention_mask"] = np.pad(f["attention_mask"], ((0, 0), (0, extra)), constant_values=0)
+        if same_length and feeds:
+            length = max(f["input_ids"].shape[1] for f in feeds)
+            pads = (f["input_ids"][f["attention_mask"] == 0] for f in feeds)
+            pad_id = next((int(p[0]) for p in pads if p.size), 0)
+            for f in feeds:
+                extra = ((0, 0), (0, length - f["input_ids"].shape[1]))
+                f["input_ids"] = np.pad(f["input_ids"], extra, constant_values=pad_id)
+                f["attention_mask"] = np.pad(f["attention_mask"], extra, constant_values=0)
         self._it = iter(feeds)
 
     def get_next(self):
@@ -91,11 +91,14 @@ def quantize_onnx(
     per_channel: bool = False,
     nodes_to_exclude: list[str] | None = None,
     nodes_to_quantize: list[str] | None = None,
+    op_types: list[str] | None = None,
 ) -> dict:
     """ONNX Runtime int8 PTQ of an exported model.
 
     Args:
         quantize_embeddings: also quantize ``Gather`` (the embedding tables).
+        op_types: the op types to quantize (None: MatMul, Gemm and Attention, plus the embedding ops with
+            ``quantize_embeddings``); ``["Gather"]`` alone stores the embedding tables in int8 weight-only.
         calibration: batches (``input_ids``/``attention_mask`` tensors) for ``static`` mode.
         nodes_to_exclude: node names kept in fp32 (the per-layer fallback of ``compression=auto``).
         nodes_to_quantize: quantize only these nodes (None: every node of the op types).
@@ -114,7 +117,8 @@ def quantize_onnx(
     except ImportError as e:
         raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
     # Attention / EmbedLayerNormalization: the fused ops of a fused graph (absent otherwise)
-    ops = ["MatMul", "Gemm", "Attention"] + (["Gather", "EmbedLayerNormalization"] if quantize_embeddings else [])
+    ops = list(op_types) if op_types else ["MatMul", "Gemm", "Attention"]
+    ops += ["Gather", "EmbedLayerNormalization"] if quantize_embeddings and not op_types else []
     if mode == "dynamic":
         quantize_dynamic(
             str(fp32_path),
