@@ -495,3 +495,48 @@ def test_histogram_observers_calibrate_on_batches_of_different_lengths(tmp_path,
     fp32 = export_onnx(final.module, tmp_path / "m.onnx", batches[1])
     report = quantize_onnx(fp32, tmp_path / "q.onnx", mode="static", calibration=batches, observer=observer)
     assert report["quantized_ops"].get("QuantizeLinear", 0) > 0
+
+
+def test_op_types_store_a_cnns_convolutions_in_int8(tmp_path):
+    """With ``Conv`` among ``op_types`` static int8 stores the CNN's filters in int8 (1 byte per weight instead
+    of 4), and the int8 graph still follows the fp32 one."""
+    import onnx
+    import onnxruntime as ort
+
+    from bertcompress.compression.quantization import Quantizer
+
+    model = _static_student("cnn").eval()
+    conv_params = sum(c.weight.numel() for c in model.encoder.convs)
+    batches = [
+        {"input_ids": torch.randint(1, 50, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}
+        for _ in range(4)
+    ]
+    files = {}
+    for name, ops in (("default", None), ("conv", ["MatMul", "Gemm", "Conv", "Gather"])):
+        q = Quantizer("static", "onnxruntime", True, calibration_batches=4, op_types=ops)
+        (tmp_path / name).mkdir()
+        files[name] = q.apply(model, batches, tmp_path / name)
+    assert files["default"].report["op_types_to_quantize"] == [
+        "MatMul",
+        "Gemm",
+        "Attention",
+        "Gather",
+        "EmbedLayerNormalization",
+    ]
+    assert files["conv"].report["op_types_to_quantize"] == ["MatMul", "Gemm", "Conv", "Gather"]
+
+    def conv_weight_bytes(path):
+        tables = onnx.load(str(path)).graph.initializer
+        return sum(
+            len(t.raw_data) for t in tables if "convs" in t.name and t.name.endswith(("weight", "weight_quantized"))
+        )
+
+    assert conv_weight_bytes(files["default"].onnx_file) == 4 * conv_params
+    assert conv_weight_bytes(files["conv"].onnx_file) == conv_params
+    feeds = {k: batches[0][k].numpy() for k in ("input_ids", "attention_mask")}
+    got = ort.InferenceSession(str(files["conv"].onnx_file), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    with torch.no_grad():
+        ref = model({k: batches[0][k] for k in feeds}).numpy()
+    assert abs(got - ref).max() < 0.1 * abs(ref).max() + 1e-3
+    with pytest.raises(ValueError, match=r"op_types=\['Conv'\].*backend=onnxruntime"):
+        Quantizer("dynamic", "torch_ao", op_types=["Conv"])

@@ -64,6 +64,9 @@ class Quantizer:
         smoothquant_alpha: apply SmoothQuant (:mod:`bertcompress.compression.smoothquant`) with this
             migration strength, calibrated on ``calibration_batches`` training batches, before int8;
             None turns it off.
+        op_types: onnxruntime: the op types to quantize (None: ``MatMul``, ``Gemm`` and ``Attention``, plus
+            the embedding ``Gather`` with ``quantize_embeddings``); e.g. ``[MatMul, Gemm, Conv, Gather]``
+            also stores a CNN's convolutions in int8.
         fuse: onnxruntime, dynamic: export a BERT encoder with eager attention and fuse its graph with
             ONNX Runtime's transformer optimizer before int8 (:func:`~bertcompress.compression.quant_onnx.export_fused`);
             other models are exported unfused (the report says so).
@@ -85,6 +88,7 @@ class Quantizer:
         fuse: bool = False,
         inference_precision: str = "f32",
         nodes_to_exclude: list[str] | None = None,
+        op_types: list[str] | None = None,
     ):
         check_quant_config(mode, backend, calibration_batches, observer, smoothquant_alpha)
         if inference_precision not in INFERENCE_PRECISIONS:
@@ -96,6 +100,12 @@ class Quantizer:
             raise ValueError("compression.quantization.nodes_to_exclude names ONNX nodes: backend=onnxruntime")
         self.inference_precision = inference_precision
         self.nodes_to_exclude = list(nodes_to_exclude or [])
+        if op_types is not None and (backend != "onnxruntime" or not list(op_types)):
+            raise ValueError(
+                f"compression.quantization.op_types={list(op_types)}: a non-empty list of ONNX op types "
+                "(e.g. [MatMul, Gemm, Conv, Gather]), with backend=onnxruntime"
+            )
+        self.op_types = [str(o) for o in op_types] if op_types is not None else None
         if fuse and (backend != "onnxruntime" or mode != "dynamic"):
             raise ValueError("compression.quantization.fuse=true fuses ONNX graphs: backend=onnxruntime, mode=dynamic")
         self.fuse = bool(fuse)
@@ -125,6 +135,7 @@ class Quantizer:
             bool(q.get("fuse", False)),
             q.get("inference_precision", "f32"),
             q.get("nodes_to_exclude"),
+            q.get("op_types"),
         )
 
     def apply(self, module: nn.Module, calibration_loader=None, workdir: str | Path | None = None) -> QuantizedModel:
@@ -188,7 +199,7 @@ class Quantizer:
             calibration = list(itertools.islice(calibration_loader, int(self.calibration_batches)))
         report = quantize_onnx(
             fp32, int8, self.mode, self.quantize_embeddings, calibration, self.observer, self.per_channel,
-            self.nodes_to_exclude,
+            self.nodes_to_exclude, op_types=self.op_types,
         )  # fmt: skip
         report["fusion"] = fusion if fusion is not None else ("not a BERT encoder: unfused" if self.fuse else None)
         return QuantizedModel("onnx", {**report, "smoothquant": smoothing}, onnx_file=int8)
