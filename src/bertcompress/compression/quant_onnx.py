@@ -117,8 +117,10 @@ def quantize_onnx(
     except ImportError as e:
         raise QuantizationError(f"backend 'onnxruntime' is not installed ({e}): pip install onnxruntime") from e
     # Attention / EmbedLayerNormalization: the fused ops of a fused graph (absent otherwise)
-    ops = list(op_types) if op_types else ["MatMul", "Gemm", "Attention"]
-    ops += ["Gather", "EmbedLayerNormalization"] if quantize_embeddings and not op_types else []
+    if op_types:
+        ops = list(op_types)
+    else:
+        ops = ["MatMul", "Gemm", "Attention"] + (["Gather", "EmbedLayerNormalization"] if quantize_embeddings else [])
     if mode == "dynamic":
         quantize_dynamic(
             str(fp32_path),
